@@ -53,6 +53,9 @@ func Parse(s string) (Location, error) {
 		if loc.Account == "" {
 			return Location{}, fmt.Errorf("%w %q: empty account", ErrInvalid, s)
 		}
+	case strings.Contains(s, "://"):
+		scheme, _, _ := strings.Cut(s, "://")
+		return Location{}, fmt.Errorf("%w %q: unknown scheme %q, want pithos://<account>/<container>/<object>", ErrInvalid, s, scheme)
 	case strings.HasPrefix(s, "/"):
 		parts := strings.SplitN(s[1:], "/", 2)
 		if len(parts) != 2 {

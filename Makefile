@@ -1,0 +1,49 @@
+# imagesync — common tasks. `make test` is the README's test command and what CI runs.
+GO       ?= go
+PKGS     ?= ./...
+FUZZTIME ?= 10s
+
+.PHONY: all build test test-short lint fmt vet fuzz bench dev sandbox clean
+
+all: lint test
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# The full suite, with the race detector. Integration tests also use a real
+# Redis when REDIS_ADDR is set (CI sets it); otherwise they use miniredis.
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+lint: vet fmt
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Short runs of every fuzz target (go test -fuzz takes one target at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./internal/...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	./bench/run.sh
+
+dev:
+	$(GO) run ./cmd/syncd --dev
+
+sandbox:
+	$(GO) run ./cmd/snf-sandbox --listen 127.0.0.1:8080 --data ./state/sandbox
+
+clean:
+	rm -rf bin

@@ -1,0 +1,316 @@
+// Package config loads the syncd/syncctl configuration: YAML (the SPEC §4
+// contract), then environment overrides, then validation with messages that
+// name the key and say what to do.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is where syncd and syncctl look without --config.
+const DefaultPath = "configs/syncd.yaml"
+
+// EmbeddedRedis is the redis.addr value selecting the in-process Redis.
+const EmbeddedRedis = "embedded"
+
+// Config is the whole file. Keys are a fixed contract (see SPEC §4).
+type Config struct {
+	Node     string   `yaml:"node"`
+	Cloud    Cloud    `yaml:"cloud"`
+	Redis    Redis    `yaml:"redis"`
+	StateDir string   `yaml:"state_dir"`
+	Settle   Duration `yaml:"settle"`
+	Rescan   Duration `yaml:"rescan"`
+	HTTP     HTTP     `yaml:"http"`
+	Upload   Upload   `yaml:"upload"`
+	Watch    []Watch  `yaml:"watch"`
+	Schedule Schedule `yaml:"schedule"`
+	Log      Log      `yaml:"log"`
+
+	// Source is the file the config came from ("" for defaults only).
+	Source string `yaml:"-"`
+	// Warnings are non-fatal findings (e.g. a world-readable file holding a token).
+	Warnings []string `yaml:"-"`
+}
+
+// Cloud is where the Synnefo deployment is and how to authenticate.
+type Cloud struct {
+	AuthURL   string `yaml:"auth_url"`
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// Timeout bounds one HTTP request's headers wait (not a whole upload).
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Redis selects the queue backend.
+type Redis struct {
+	Addr           string `yaml:"addr"`
+	EmbeddedListen string `yaml:"embedded_listen"`
+	Password       string `yaml:"password"`
+	PasswordFile   string `yaml:"password_file"`
+	DB             int    `yaml:"db"`
+	TLS            bool   `yaml:"tls"`
+}
+
+// HTTP is the metrics/health listener.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Upload tunes concurrency.
+type Upload struct {
+	Files       int `yaml:"files"`
+	Blocks      int `yaml:"blocks"`
+	HashWorkers int `yaml:"hash_workers"`
+}
+
+// Watch is one watched folder and where its images go.
+type Watch struct {
+	Dir            string         `yaml:"dir"`
+	Container      string         `yaml:"container"`
+	Prefix         string         `yaml:"prefix"`
+	Public         bool           `yaml:"public"`
+	UploadMetafile *bool          `yaml:"upload_metafile"`
+	Defaults       map[string]any `yaml:"defaults"`
+	Patterns       []string       `yaml:"patterns"`
+	// Shared marks a root every node can read (e.g. NFS): its uploads may run
+	// on any node instead of this node's own queue.
+	Shared bool `yaml:"shared"`
+	// UnregisterOnDelete unregisters an image whose file is deleted (off by default).
+	UnregisterOnDelete bool `yaml:"unregister_on_delete"`
+}
+
+// UploadsMetafile reports whether <object>.meta is uploaded after registration.
+func (w Watch) UploadsMetafile() bool { return w.UploadMetafile == nil || *w.UploadMetafile }
+
+// Schedule holds cron specs.
+type Schedule struct {
+	Republish string `yaml:"republish"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or console
+}
+
+// Duration is a time.Duration written as "5s", "1m".
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration such as 5s or 1m", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 5s, 1m30s)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the built-in defaults (SPEC §4).
+func Default() *Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Node:     host,
+		Redis:    Redis{Addr: EmbeddedRedis, EmbeddedListen: "127.0.0.1:6390"},
+		StateDir: "./state",
+		Settle:   Duration(5 * time.Second),
+		Rescan:   Duration(time.Minute),
+		HTTP:     HTTP{Listen: "127.0.0.1:9464"},
+		Upload:   Upload{Files: 2, Blocks: 8},
+		Cloud:    Cloud{Timeout: Duration(2 * time.Minute)},
+		Log:      Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads path (which may be missing only when allowMissing), applies the
+// environment and validates. getenv is os.Getenv in production.
+func Load(path string, allowMissing bool, getenv func(string) string) (*Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := cfg.parse(data); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		cfg.Source = path
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 && cfg.Cloud.Token != "" {
+			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config %s holds a token and is world-readable: chmod 600 it, or use cloud.token_file / SYNCD_TOKEN", path))
+		}
+	case errors.Is(err, os.ErrNotExist) && allowMissing:
+	default:
+		return nil, fmt.Errorf("config: %w (pass --config, or copy configs/syncd.example.yaml to %s)", err, path)
+	}
+	if err := cfg.ApplyEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Parse reads YAML over the defaults without env or validation (tests, tools).
+func Parse(data []byte) (*Config, error) {
+	cfg := Default()
+	if err := cfg.parse(data); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) parse(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("invalid YAML: %w", err)
+	}
+	return nil
+}
+
+// ApplyEnv applies the SYNCD_* overrides; SYNCD_TOKEN and SYNCD_REDIS_ADDR are
+// the contract, the rest are conveniences.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	set := func(dst *string, key string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Node, "SYNCD_NODE")
+	set(&c.Cloud.AuthURL, "SYNCD_AUTH_URL")
+	set(&c.Cloud.TokenFile, "SYNCD_TOKEN_FILE")
+	set(&c.Redis.Addr, "SYNCD_REDIS_ADDR")
+	set(&c.Redis.Password, "SYNCD_REDIS_PASSWORD")
+	set(&c.StateDir, "SYNCD_STATE_DIR")
+	set(&c.HTTP.Listen, "SYNCD_HTTP_LISTEN")
+	set(&c.Log.Level, "SYNCD_LOG_LEVEL")
+	if v := getenv("SYNCD_TOKEN"); v != "" {
+		c.Cloud.Token = v
+		c.Cloud.TokenFile = ""
+	}
+	return nil
+}
+
+// ResolveSecrets reads token_file and password_file. Kept apart from Load so
+// syncctl, which needs no token, never reads it.
+func (c *Config) ResolveSecrets() error {
+	if c.Cloud.Token == "" && c.Cloud.TokenFile != "" {
+		b, err := os.ReadFile(c.Cloud.TokenFile)
+		if err != nil {
+			return fmt.Errorf("cloud.token_file: %w", err)
+		}
+		c.Cloud.Token = strings.TrimSpace(string(b))
+		if c.Cloud.Token == "" {
+			return fmt.Errorf("cloud.token_file %s is empty", c.Cloud.TokenFile)
+		}
+	}
+	if c.Redis.Password == "" && c.Redis.PasswordFile != "" {
+		b, err := os.ReadFile(c.Redis.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("redis.password_file: %w", err)
+		}
+		c.Redis.Password = strings.TrimSpace(string(b))
+	}
+	return nil
+}
+
+// Validate checks everything that can be checked without the network.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
+	if c.Node == "" || strings.ContainsAny(c.Node, " :{}") {
+		bad("node %q: must be non-empty without spaces, ':' or braces (it names this node's upload queue)", c.Node)
+	}
+	if c.Redis.Addr == "" {
+		bad("redis.addr: set %q or host:port", EmbeddedRedis)
+	}
+	if c.StateDir == "" {
+		bad("state_dir: must be set (hashmap cache and local state live there)")
+	}
+	if c.Settle.D() < 0 || c.Rescan.D() < 0 {
+		bad("settle and rescan must not be negative")
+	}
+	if c.Rescan.D() > 0 && c.Rescan.D() < time.Second {
+		bad("rescan %s: use at least 1s (or 0 to disable periodic rescans)", c.Rescan.D())
+	}
+	if c.Upload.Files < 1 || c.Upload.Files > 64 {
+		bad("upload.files %d: want 1..64", c.Upload.Files)
+	}
+	if c.Upload.Blocks < 1 || c.Upload.Blocks > 256 {
+		bad("upload.blocks %d: want 1..256", c.Upload.Blocks)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format %q: want json or console", c.Log.Format)
+	}
+	seen := map[string]bool{}
+	for i, w := range c.Watch {
+		key := fmt.Sprintf("watch[%d]", i)
+		if w.Dir == "" {
+			bad("%s.dir: required", key)
+		}
+		abs, _ := filepath.Abs(w.Dir)
+		if seen[abs] {
+			bad("%s.dir %s: watched twice", key, w.Dir)
+		}
+		seen[abs] = true
+		if w.Container == "" || strings.Contains(w.Container, "/") {
+			bad("%s.container %q: required, without '/'", key, w.Container)
+		}
+		for _, seg := range strings.Split(strings.Trim(w.Prefix, "/"), "/") {
+			if seg == ".." || seg == "." {
+				bad("%s.prefix %q: no '.' or '..' segments", key, w.Prefix)
+			}
+		}
+		for _, p := range w.Patterns {
+			if _, err := filepath.Match(p, "x"); err != nil {
+				bad("%s.patterns %q: %v", key, p, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Problems: errs}
+	}
+	return nil
+}
+
+// ValidationError lists every problem at once.
+type ValidationError struct{ Problems []string }
+
+func (e *ValidationError) Error() string {
+	return "invalid configuration:\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+// ImagePatterns returns the image globs of a watch entry.
+func (w Watch) ImagePatterns() []string {
+	if len(w.Patterns) == 0 {
+		return []string{"*.diskdump"}
+	}
+	return w.Patterns
+}
