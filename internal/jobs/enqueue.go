@@ -1,0 +1,103 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Outcome says what Enqueue did.
+type Outcome string
+
+const (
+	Enqueued Outcome = "enqueued" // a new task
+	Queued   Outcome = "queued"   // the same task is already waiting or running
+	Done     Outcome = "done"     // the same work already completed (within retention)
+	Failed   Outcome = "failed"   // the same work failed permanently; `syncctl retry` re-runs it
+)
+
+// Enqueuer puts tasks on the queue with deterministic ids, handling asynq's
+// TaskID reuse rules: an id stays taken while its task exists in any state
+// (archived and retained-completed included), so a conflict is inspected
+// rather than treated as an error.
+type Enqueuer struct {
+	client *asynq.Client
+	insp   *asynq.Inspector
+	Node   string
+}
+
+// NewEnqueuer shares one go-redis client.
+func NewEnqueuer(rdb redis.UniversalClient, node string) *Enqueuer {
+	return &Enqueuer{client: asynq.NewClientFromRedisClient(rdb), insp: asynq.NewInspectorFromRedisClient(rdb), Node: node}
+}
+
+// Inspector exposes the inspector (status, retries).
+func (e *Enqueuer) Inspector() *asynq.Inspector { return e.insp }
+
+// Close releases nothing shared: the go-redis client belongs to the caller.
+func (e *Enqueuer) Close() error { return nil }
+
+// Request is one task to enqueue.
+type Request struct {
+	Type    string
+	ID      string
+	Queue   string
+	Payload any
+	// Replace deletes a finished or failed task with the same id first
+	// (resync, retry of changed work).
+	Replace bool
+	Opts    []asynq.Option
+}
+
+// Enqueue adds r, or reports what already holds its id.
+func (e *Enqueuer) Enqueue(ctx context.Context, r Request) (Outcome, error) {
+	data, err := json.Marshal(r.Payload)
+	if err != nil {
+		return "", fmt.Errorf("encoding %s payload: %w", r.Type, err)
+	}
+	opts := append([]asynq.Option{asynq.TaskID(r.ID), asynq.Queue(r.Queue), asynq.Retention(Retention)}, r.Opts...)
+	task := asynq.NewTask(r.Type, data, opts...)
+	for attempt := 0; attempt < 2; attempt++ {
+		_, err = e.client.EnqueueContext(ctx, task)
+		if err == nil {
+			return Enqueued, nil
+		}
+		if !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return "", fmt.Errorf("enqueue %s %s: %w", r.Type, r.ID, err)
+		}
+		info, ierr := e.insp.GetTaskInfo(r.Queue, r.ID)
+		if ierr != nil {
+			if errors.Is(ierr, asynq.ErrTaskNotFound) {
+				continue // it finished and expired between the two calls
+			}
+			return "", fmt.Errorf("inspect %s %s: %w", r.Type, r.ID, ierr)
+		}
+		switch info.State {
+		case asynq.TaskStateCompleted, asynq.TaskStateArchived:
+			if !r.Replace {
+				if info.State == asynq.TaskStateCompleted {
+					return Done, nil
+				}
+				return Failed, nil
+			}
+			if derr := e.insp.DeleteTask(r.Queue, r.ID); derr != nil && !errors.Is(derr, asynq.ErrTaskNotFound) {
+				return "", fmt.Errorf("replace %s %s: %w", r.Type, r.ID, derr)
+			}
+		case asynq.TaskStateRetry, asynq.TaskStateScheduled:
+			if r.Replace {
+				// Run it now instead of waiting out its backoff.
+				if rerr := e.insp.RunTask(r.Queue, r.ID); rerr == nil {
+					return Queued, nil
+				}
+			}
+			return Queued, nil
+		default:
+			return Queued, nil
+		}
+	}
+	return "", fmt.Errorf("enqueue %s %s: task id stayed taken", r.Type, r.ID)
+}
