@@ -85,8 +85,6 @@ type Watch struct {
 	// Shared marks a root every node can read (e.g. NFS): its uploads may run
 	// on any node instead of this node's own queue.
 	Shared bool `yaml:"shared"`
-	// UnregisterOnDelete unregisters an image whose file is deleted (off by default).
-	UnregisterOnDelete bool `yaml:"unregister_on_delete"`
 }
 
 // UploadsMetafile reports whether <object>.meta is uploaded after registration.

@@ -66,7 +66,9 @@ type UploadPayload struct {
 type RegisterPayload struct {
 	V int `json:"v"`
 	ImageRef
-	// ObjectHash is the Merkle hash the upload produced (the image checksum).
+	// File identifies the local file's content (size, mtime, device, inode).
+	File string `json:"file"`
+	// ObjectHash is the Merkle hash the upload produced, when known.
 	ObjectHash string `json:"object_hash"`
 	// ObjectUUID is the Pithos object UUID, which is the image id.
 	ObjectUUID string `json:"object_uuid,omitempty"`
@@ -115,7 +117,7 @@ func UploadTaskID(p UploadPayload) string {
 
 // RegisterTaskID identifies registering this object content with this metadata.
 func RegisterTaskID(p RegisterPayload) string {
-	return "register:" + fingerprint(p.Location(), p.ObjectHash, p.MetaFingerprint)
+	return "register:" + fingerprint(p.Location(), p.File, p.MetaFingerprint)
 }
 
 // PublishTaskID identifies publishing after one registration with one ACL.

@@ -1,0 +1,86 @@
+package jobs
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// Progress is what a running job reports through asynq's ResultWriter (the
+// task's "result" field) and what `syncctl status` shows. On completion it
+// holds the job's outcome.
+type Progress struct {
+	Phase         string    `json:"phase"` // hashing, uploading, finalizing, registering, publishing, done
+	Path          string    `json:"path,omitempty"`
+	Object        string    `json:"object,omitempty"`
+	TotalBytes    int64     `json:"total_bytes,omitempty"`
+	BytesHashed   int64     `json:"bytes_hashed,omitempty"`
+	BlocksTotal   int64     `json:"blocks_total,omitempty"`
+	BlocksMissing int64     `json:"blocks_missing,omitempty"`
+	BlocksSent    int64     `json:"blocks_sent,omitempty"`
+	BytesSent     int64     `json:"bytes_sent,omitempty"`
+	CacheHit      bool      `json:"cache_hit,omitempty"`
+	ObjectHash    string    `json:"object_hash,omitempty"`
+	ImageID       string    `json:"image_id,omitempty"`
+	Changes       []string  `json:"changes,omitempty"`
+	Note          string    `json:"note,omitempty"`
+	StartedAt     time.Time `json:"started_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// DecodeProgress parses a task result; ok is false when there is none.
+func DecodeProgress(b []byte) (Progress, bool) {
+	var p Progress
+	if len(b) == 0 || json.Unmarshal(b, &p) != nil {
+		return Progress{}, false
+	}
+	return p, true
+}
+
+// progressWriter rate-limits writes of Progress to the task's result.
+type progressWriter struct {
+	mu    sync.Mutex
+	w     interface{ Write([]byte) (int, error) }
+	every time.Duration
+	last  time.Time
+	cur   Progress
+}
+
+func newProgressWriter(w interface{ Write([]byte) (int, error) }, p Progress) *progressWriter {
+	now := time.Now()
+	p.StartedAt, p.UpdatedAt = now, now
+	pw := &progressWriter{w: w, every: 500 * time.Millisecond, cur: p}
+	pw.flush()
+	return pw
+}
+
+// update applies f and writes if enough time passed (or force).
+func (pw *progressWriter) update(force bool, f func(*Progress)) {
+	if pw == nil {
+		return
+	}
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	f(&pw.cur)
+	if force || time.Since(pw.last) >= pw.every {
+		pw.flushLocked()
+	}
+}
+
+func (pw *progressWriter) flush() {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	pw.flushLocked()
+}
+
+func (pw *progressWriter) flushLocked() {
+	if pw.w == nil {
+		return
+	}
+	pw.cur.UpdatedAt = time.Now()
+	b, err := json.Marshal(pw.cur)
+	if err == nil {
+		_, _ = pw.w.Write(b) // best effort: progress must never fail a job
+	}
+	pw.last = time.Now()
+}
