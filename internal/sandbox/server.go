@@ -236,6 +236,8 @@ func (s *Server) Handler() http.Handler {
 			s.serveAccount(w, r, strings.TrimPrefix(p, "/account/v1.0"))
 		case strings.HasPrefix(p, "/object-store/v1"):
 			s.servePithos(w, r, strings.TrimPrefix(p, "/object-store/v1"))
+		case strings.HasPrefix(p, "/public/"):
+			s.servePublic(w, r, strings.TrimPrefix(p, "/public/"))
 		case strings.HasPrefix(p, "/image"):
 			s.servePlankton(w, r, strings.TrimPrefix(p, "/image"))
 		default:
