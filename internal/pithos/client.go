@@ -14,6 +14,13 @@ import (
 type Client struct {
 	rest    *rest.Client
 	Account string
+
+	// blockInfos caches each container's block size and hash (upload.go).
+	blockInfos blockInfoCache
+
+	// listPage is the entries asked for per listing request; 0 means the
+	// server's cap. Tests lower it to exercise paging.
+	listPage int
 }
 
 // New returns a client. doer is usually a *rest.Retrying around an *http.Client.
@@ -30,4 +37,10 @@ func (c *Client) containerPath(container string) string {
 
 func (c *Client) objectPath(container, object string) string {
 	return "/" + c.Account + "/" + container + "/" + object
+}
+
+// ForAccount returns a client for another account's containers (to read
+// what is shared with this user), with the same token and HTTP stack.
+func (c *Client) ForAccount(account string) *Client {
+	return &Client{rest: c.rest, Account: account, listPage: c.listPage}
 }

@@ -1,0 +1,52 @@
+package astakos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/imagesync/imagesync/internal/rest"
+)
+
+// UserNames maps user uuids to display names (POST <account>/user_catalogs
+// with {"uuids": […]}). Unknown uuids are absent from the result.
+func (c *Client) UserNames(ctx context.Context, uuids []string) (map[string]string, error) {
+	if len(uuids) == 0 {
+		return map[string]string{}, nil
+	}
+	rc, u, err := c.accountClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(map[string][]string{"uuids": uuids})
+	if err != nil {
+		return nil, fmt.Errorf("astakos: encoding user_catalogs request: %w", err)
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json")
+	resp, err := rc.Do(ctx, &rest.Request{
+		Method:        http.MethodPost,
+		Path:          "/user_catalogs",
+		Header:        h,
+		Body:          bytes.NewReader(body),
+		ContentLength: int64(len(body)),
+		Success:       []int{http.StatusOK},
+	})
+	if err != nil {
+		return nil, classify(err, "account service", u)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		UUIDCatalog map[string]string `json:"uuid_catalog"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return nil, fmt.Errorf("astakos: reading %s/user_catalogs: %w", u, err)
+	}
+	if doc.UUIDCatalog == nil {
+		doc.UUIDCatalog = map[string]string{}
+	}
+	return doc.UUIDCatalog, nil
+}
