@@ -1,0 +1,256 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Names of the metafiles beside images.
+const (
+	TemplateFile   = "_template.meta"
+	MetafileSuffix = ".meta"
+)
+
+// BuiltinSource is the provenance of a value no metafile or config set.
+const BuiltinSource = "built-in default"
+
+// ResolveInput is everything the desired metadata of one image is built from.
+type ResolveInput struct {
+	// RelPath is the image's path relative to its watch root, '/'-separated.
+	// It is the built-in name and the source of the placeholders.
+	RelPath string
+	// Date is the image file's mtime (or any fixed time): {{.Date}}. It is
+	// passed in, never read from the clock, so the result is deterministic.
+	Date time.Time
+	// Defaults is the watch entry's `defaults:` (see MetafileFromMap); nil
+	// if there are none.
+	Defaults *Metafile
+	// Templates are the _template.meta files from the watch root down to the
+	// image's directory (deeper wins); nil entries are skipped.
+	Templates []*Metafile
+	// PerImage is the image's own X.diskdump.meta; nil if there is none.
+	PerImage *Metafile
+}
+
+// Resolved is the desired metadata of an image and where each value came from.
+type Resolved struct {
+	Metadata Metadata
+	// Provenance maps "name", "disk-format", "container-format",
+	// "is-public", "members" and "properties.<key>" to the Source of the
+	// level that set the value (BuiltinSource for built-in defaults).
+	Provenance map[string]string
+	// Removed maps a property key to the Source that removed it, when a
+	// lower level had set it.
+	Removed map[string]string
+	// Warnings of every level, lowest first, then of the merge itself.
+	Warnings []Warning
+}
+
+// Provenance keys for the fields.
+const (
+	ProvName            = "name"
+	ProvDiskFormat      = "disk-format"
+	ProvContainerFormat = "container-format"
+	ProvIsPublic        = "is-public"
+	ProvMembers         = "members"
+	provPropertyPrefix  = "properties."
+)
+
+// ProvProperty is the provenance key of a property.
+func ProvProperty(key string) string { return provPropertyPrefix + key }
+
+// Resolve merges the levels of in by precedence, lowest first: built-in
+// defaults (disk-format diskdump, container-format bare, name = RelPath, not
+// public, no members), config defaults, templates root to leaf, the per-image
+// metafile. Fields are taken from the highest level that sets them;
+// properties merge one by one, keys compared after NormalizeKey, and a
+// property set to "" or null (or that expands to "") removes an inherited
+// one; a level that sets members replaces the whole list. Placeholders are
+// expanded with each image's own values. The result is not validated: call
+// Validate (or Resolved.Validate) before any request.
+func Resolve(in ResolveInput) (*Resolved, error) {
+	ph := PlaceholdersFor(in.RelPath, in.Date)
+	r := &Resolved{
+		Metadata: Metadata{
+			Name:            in.RelPath,
+			DiskFormat:      DiskFormats[0],
+			ContainerFormat: "bare",
+			Properties:      map[string]string{},
+		},
+		Provenance: map[string]string{
+			ProvName: BuiltinSource, ProvDiskFormat: BuiltinSource,
+			ProvContainerFormat: BuiltinSource, ProvIsPublic: BuiltinSource,
+		},
+		Removed: map[string]string{},
+	}
+	levels := make([]*Metafile, 0, len(in.Templates)+2)
+	levels = append(levels, in.Defaults)
+	levels = append(levels, in.Templates...)
+	levels = append(levels, in.PerImage)
+	for _, m := range levels {
+		if m == nil {
+			continue
+		}
+		if err := r.apply(m, ph); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *Resolved) apply(m *Metafile, ph Placeholders) error {
+	md := &r.Metadata
+	r.Warnings = append(r.Warnings, m.Warnings...)
+	if m.Name != nil {
+		v, err := ExpandPlaceholders(*m.Name, ph)
+		if err != nil {
+			return &MetafileError{File: m.Source, Field: dashed(fieldName), Msg: err.Error(), Err: err}
+		}
+		md.Name, r.Provenance[ProvName] = v, m.Source
+	}
+	if m.DiskFormat != nil {
+		md.DiskFormat, r.Provenance[ProvDiskFormat] = *m.DiskFormat, m.Source
+	}
+	if m.ContainerFormat != nil {
+		md.ContainerFormat, r.Provenance[ProvContainerFormat] = *m.ContainerFormat, m.Source
+	}
+	if m.IsPublic != nil {
+		md.IsPublic, r.Provenance[ProvIsPublic] = *m.IsPublic, m.Source
+	}
+	keys := make([]string, 0, len(m.Properties))
+	for k := range m.Properties {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := m.Properties[k]
+		key := NormalizeKey(k) // already normalised by the parser; not by every caller
+		val := ""
+		if v != nil {
+			var err error
+			val, err = ExpandPlaceholders(*v, ph)
+			if err != nil {
+				return &MetafileError{File: m.Source, Field: provPropertyPrefix + k, Msg: err.Error(), Err: err}
+			}
+			if val == "" && *v != "" {
+				r.Warnings = append(r.Warnings, Warning{File: m.Source, Field: provPropertyPrefix + k,
+					Msg: fmt.Sprintf("%q expands to \"\" for this image; Plankton cannot store an empty value, so the property is removed", *v)})
+			}
+		}
+		if val == "" {
+			if _, inherited := md.Properties[key]; inherited {
+				delete(md.Properties, key)
+				delete(r.Provenance, ProvProperty(key))
+				r.Removed[key] = m.Source
+			}
+			continue
+		}
+		md.Properties[key] = val
+		r.Provenance[ProvProperty(key)] = m.Source
+		delete(r.Removed, key)
+	}
+	if m.MembersSet {
+		md.Members = make([]string, 0, len(m.Members))
+		seen := map[string]bool{}
+		for _, u := range m.Members {
+			if seen[u] {
+				r.Warnings = append(r.Warnings, Warning{File: m.Source, Field: ProvMembers, Msg: fmt.Sprintf("member %q listed twice; once is enough", u)})
+				continue
+			}
+			seen[u] = true
+			md.Members = append(md.Members, u)
+		}
+		r.Provenance[ProvMembers] = m.Source
+	}
+	return nil
+}
+
+// LoadChain reads the metafiles that shape the image at relPath ('/'-separated,
+// relative to root): _template.meta in root and in every directory down to
+// the image's, and <image>.meta beside it. Missing files are skipped (the
+// slice holds only the templates that exist; perImage is nil if absent).
+// Each Metafile's Source is its path under root, as filepath.Join(root, …).
+func LoadChain(root, relPath string) (templates []*Metafile, perImage *Metafile, err error) {
+	if err := checkRelPath(relPath); err != nil {
+		return nil, nil, err
+	}
+	dirs := []string{""}
+	if d := path.Dir(relPath); d != "." {
+		parts := strings.Split(d, "/")
+		for i := range parts {
+			dirs = append(dirs, strings.Join(parts[:i+1], "/"))
+		}
+	}
+	for _, d := range dirs {
+		m, err := loadMetafile(filepath.Join(root, filepath.FromSlash(d), TemplateFile))
+		if err != nil {
+			return nil, nil, err
+		}
+		if m != nil {
+			templates = append(templates, m)
+		}
+	}
+	perImage, err = loadMetafile(filepath.Join(root, filepath.FromSlash(relPath)) + MetafileSuffix)
+	if err != nil {
+		return nil, nil, err
+	}
+	return templates, perImage, nil
+}
+
+func checkRelPath(rel string) error {
+	if rel == "" || strings.HasPrefix(rel, "/") || path.Clean(rel) != rel || rel == "." ||
+		rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("image path %q must be a clean path relative to the watch root", rel)
+	}
+	return nil
+}
+
+// loadMetafile reads and parses one metafile; (nil, nil) if it does not exist.
+func loadMetafile(name string) (*Metafile, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &MetafileError{File: name, Msg: "cannot read: " + errText(err), Err: err}
+	}
+	defer f.Close()
+	data, err := readLimited(f)
+	if err != nil {
+		return nil, &MetafileError{File: name, Msg: "cannot read: " + errText(err), Err: err}
+	}
+	return ParseMetafile(name, data)
+}
+
+// errText drops the path a *PathError repeats, since MetafileError names it.
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// AffectedBy tells which images a change of the metafile at metaRelPath
+// ('/'-separated, relative to the watch root) affects. A _template.meta
+// affects every image under its directory: dirPrefix is that directory with
+// a trailing '/' ("" for the root), so strings.HasPrefix(imageRelPath,
+// dirPrefix) selects them. X.meta affects the image X: exactImage. ok is
+// false when metaRelPath is not a metafile.
+func AffectedBy(metaRelPath string) (dirPrefix, exactImage string, ok bool) {
+	dir, base := path.Split(metaRelPath)
+	switch {
+	case base == TemplateFile:
+		return dir, "", true
+	case strings.HasSuffix(base, MetafileSuffix) && len(base) > len(MetafileSuffix):
+		return "", strings.TrimSuffix(metaRelPath, MetafileSuffix), true
+	}
+	return "", "", false
+}
