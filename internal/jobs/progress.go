@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sync"
 	"time"
+
+	"github.com/hibiken/asynq"
 )
 
 // Progress is what a running job reports through asynq's ResultWriter (the
@@ -35,6 +37,24 @@ func DecodeProgress(b []byte) (Progress, bool) {
 		return Progress{}, false
 	}
 	return p, true
+}
+
+// Phases of the register, publish and republish jobs (uploads report
+// pithos' hashing, uploading and finalizing first).
+const (
+	PhaseRegistering = "registering"
+	PhasePublishing  = "publishing"
+	PhaseSweeping    = "sweeping"
+	PhaseDone        = "done"
+)
+
+// resultWriter is the task's ResultWriter, or nil (not a typed nil) for a
+// task that did not come from a server, such as one built in a test.
+func resultWriter(t interface{ ResultWriter() *asynq.ResultWriter }) interface{ Write([]byte) (int, error) } {
+	if rw := t.ResultWriter(); rw != nil {
+		return rw
+	}
+	return nil
 }
 
 // progressWriter rate-limits writes of Progress to the task's result.

@@ -115,9 +115,12 @@ func UploadTaskID(p UploadPayload) string {
 	return "upload:" + fingerprint(p.Location(), fmt.Sprint(p.Size, p.MtimeNs, p.Dev, p.Inode))
 }
 
-// RegisterTaskID identifies registering this object content with this metadata.
+// RegisterTaskID identifies registering this object content with this
+// metadata. The uploaded hash is part of it: a registration queued by a
+// metafile edit before the upload finished ("not uploaded yet") must not
+// take the id of the one the upload queues when it is done.
 func RegisterTaskID(p RegisterPayload) string {
-	return "register:" + fingerprint(p.Location(), p.File, p.MetaFingerprint)
+	return "register:" + fingerprint(p.Location(), p.File, p.MetaFingerprint, p.ObjectHash)
 }
 
 // PublishTaskID identifies publishing after one registration with one ACL.

@@ -104,3 +104,7 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
 }
+
+// Permanent marks a quota refusal as not worth retrying: the same upload
+// fails the same way until somebody frees space or raises the quota.
+func (e *QuotaError) Permanent() bool { return true }

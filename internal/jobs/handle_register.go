@@ -1,0 +1,154 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/image"
+	"github.com/imagesync/imagesync/internal/location"
+	"github.com/imagesync/imagesync/internal/pithos"
+)
+
+// handleRegister makes the image's registration equal to the metadata its
+// metafiles describe now, uploads <object>.meta beside it and queues the
+// publish that must follow every registration.
+func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
+	var p RegisterPayload
+	if err := Decode(t.Payload(), &p, func(p *RegisterPayload) int { return p.V }); err != nil {
+		return err
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	log := Logger(ctx, w.d.Log).With(zap.String("path", p.RelPath), zap.String("object", p.Location()))
+	pw := newProgressWriter(resultWriter(t), Progress{Phase: PhaseRegistering, Path: p.RelPath, Object: p.Location()})
+	what := "register " + p.RelPath
+
+	mtime, err := fileMtime(p.File)
+	if err != nil {
+		return permanent(fmt.Errorf("%s: %w", what, err))
+	}
+	resolved, err := DesiredMetadata(w.d.Catalog, p.ImageRef, mtime)
+	if err == nil {
+		err = resolved.Validate()
+	}
+	if err != nil {
+		return asJobError(what, permanent(err))
+	}
+	for _, warn := range resolved.Warnings {
+		log.Warn("metafile warning", zap.String("warning", warn.String()))
+	}
+	desired := resolved.Metadata
+
+	st, err := w.d.Session.Get(ctx)
+	if err != nil {
+		return asJobError(what, err)
+	}
+	checksum, imageID := p.ObjectHash, p.ObjectUUID
+	if checksum == "" {
+		// A metafile edit or a sweep: register what is stored, if anything.
+		info, err := st.Pithos.ObjectInfo(ctx, p.Container, p.Object, nil)
+		if pithos.IsNotFound(err) {
+			log.Info("image not uploaded yet; its upload registers it")
+			pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "not uploaded yet: the upload registers it" })
+			return nil
+		}
+		if err != nil {
+			return asJobError(what, err)
+		}
+		checksum, imageID = info.Hash, info.UUID
+	}
+
+	loc := location.Location{Account: st.UserUUID, Container: p.Container, Object: p.Object}
+	img, rec, err := st.Images.Reconcile(ctx, image.ReconcileRequest{Location: loc, Desired: desired, ImageID: imageID, Checksum: checksum})
+	if errors.Is(err, image.ErrChecksumMismatch) {
+		// The object was overwritten after this registration was queued:
+		// the newer upload registers the newer content.
+		log.Info("object changed since this registration was queued; the newer upload registers it", zap.Error(err))
+		pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "superseded: the object changed" })
+		return nil
+	}
+	if err != nil {
+		return asJobError(what, err)
+	}
+	changes := rec.Strings()
+	if len(changes) > 0 {
+		log.Info("image registered", zap.String("image_id", img.ID), zap.Bool("posted", rec.Registered),
+			zap.Bool("was_registered", rec.WasRegistered), zap.Strings("changes", changes))
+	} else {
+		log.Info("image already registered as described", zap.String("image_id", img.ID))
+	}
+
+	root, err := w.d.Catalog.Root(p.Root)
+	if err != nil {
+		return err
+	}
+	if root.UploadsMetafile() {
+		if err := w.uploadMetafile(ctx, st, p.ImageRef, img, log); err != nil {
+			return asJobError(what+": uploading its .meta", err)
+		}
+	}
+
+	// Every POST resets the read permissions, so each registration gets its
+	// own publish: the image's update time names it. A forced registration
+	// (sweep, resync) publishes again even when nothing else changed.
+	pub := PublishRequest(p.ImageRef, img.ID, desired.IsPublic, desired.Members, taskID+"@"+img.UpdatedAt)
+	pub.Replace = p.Force
+	out, err := w.d.Enqueuer.Enqueue(ctx, pub)
+	if err != nil {
+		return fmt.Errorf("%s: queue its publish: %w", what, err)
+	}
+	log.Info("publish queued", zap.String("task", pub.ID), zap.String("outcome", string(out)))
+	pw.update(true, func(pr *Progress) {
+		pr.Phase, pr.ImageID, pr.ObjectHash, pr.Changes = PhaseDone, img.ID, img.Checksum, changes
+		pr.Note = "publish " + pub.ID + " " + string(out)
+	})
+	return nil
+}
+
+// uploadMetafile stores the registered image, in kamaki's .meta format,
+// beside the object; an identical one is left alone so that re-running a
+// registration writes nothing.
+func (w *Worker) uploadMetafile(ctx context.Context, st *cloud.State, ref ImageRef, img *image.Image, log *zap.Logger) error {
+	body, err := image.RenderMetafile(img, st.UserName)
+	if err != nil {
+		return err
+	}
+	name := ref.Object + image.MetafileSuffix
+	rc, _, err := st.Pithos.GetObject(ctx, ref.Container, name, nil)
+	switch {
+	case err == nil:
+		cur, rerr := readSmall(rc, len(body)+1)
+		rc.Close()
+		if rerr == nil && string(cur) == string(body) {
+			return nil
+		}
+	case !pithos.IsNotFound(err):
+		return err
+	}
+	if _, err := st.Pithos.PutObject(ctx, ref.Container, name, body, &pithos.PutOptions{ContentType: "application/json"}); err != nil {
+		return err
+	}
+	log.Info("metafile uploaded", zap.String("metafile", "/"+ref.Container+"/"+name))
+	return nil
+}
+
+// fileMtime reads the mtime back out of a file fingerprint
+// ("size:mtime_ns:dev:inode", see fileFingerprint).
+func fileMtime(fp string) (time.Time, error) {
+	parts := strings.Split(fp, ":")
+	if len(parts) != 4 {
+		return time.Time{}, fmt.Errorf("malformed file fingerprint %q", fp)
+	}
+	ns, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("malformed file fingerprint %q: %w", fp, err)
+	}
+	return time.Unix(0, ns), nil
+}

@@ -1,0 +1,110 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/imagesync/imagesync/internal/pithos"
+)
+
+// handleUpload stores the image file in Pithos+ with the hashmap protocol and
+// queues its registration. Re-running it is cheap and safe: the server keeps
+// the blocks it already has, so only what is still missing is sent.
+func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
+	var p UploadPayload
+	if err := Decode(t.Payload(), &p, func(p *UploadPayload) int { return p.V }); err != nil {
+		return err
+	}
+	log := Logger(ctx, w.d.Log).With(zap.String("path", p.RelPath), zap.String("object", p.Location()))
+	pw := newProgressWriter(resultWriter(t), Progress{Phase: pithos.PhaseHashing, Path: p.RelPath, Object: p.Location(), TotalBytes: p.Size})
+
+	f, err := openImage(p)
+	if err != nil {
+		return asJobError("upload "+p.RelPath, err)
+	}
+	if f == nil {
+		// The file changed since it settled; the watcher reports the new
+		// content under a new task id once it settles again.
+		log.Info("image changed since it was queued; the newer version will be uploaded instead")
+		pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "superseded: the file changed after it was queued" })
+		return nil
+	}
+	defer f.Close()
+
+	st, err := w.d.Session.Get(ctx)
+	if err != nil {
+		return asJobError("upload "+p.RelPath, err)
+	}
+	if p.Force && w.d.Cache != nil {
+		// A resync re-hashes: drop the cached hashmap of this file.
+		if ci, err := st.Pithos.ContainerInfo(ctx, p.Container); err == nil {
+			if fi, err := f.Stat(); err == nil {
+				_ = w.d.Cache.Forget(fi, ci.BlockSize, ci.BlockHash)
+			}
+		}
+	}
+
+	var hashedSoFar, sentSoFar int64
+	opts := pithos.UploadOptions{
+		BlockConcurrency: w.d.Blocks,
+		HashWorkers:      w.d.HashWorkers,
+		Cache:            w.d.Cache,
+		QuotaFree:        st.Astakos.DiskspaceFree,
+		ProgressInterval: 500 * time.Millisecond,
+		Progress: func(up pithos.Progress) {
+			if w.d.Metrics != nil {
+				if !up.CacheHit && up.BytesHashed > hashedSoFar {
+					w.d.Metrics.BytesHashed.Add(float64(up.BytesHashed - hashedSoFar))
+				}
+				if up.BytesSent > sentSoFar {
+					w.d.Metrics.BytesSent.Add(float64(up.BytesSent - sentSoFar))
+				}
+			}
+			hashedSoFar, sentSoFar = up.BytesHashed, up.BytesSent
+			pw.update(false, func(pr *Progress) {
+				pr.Phase, pr.TotalBytes, pr.BytesHashed = up.Phase, up.TotalBytes, up.BytesHashed
+				pr.BlocksTotal, pr.BlocksMissing, pr.BlocksSent, pr.BytesSent = up.BlocksTotal, up.BlocksMissing, up.BlocksSent, up.BytesSent
+				pr.CacheHit = up.CacheHit
+			})
+		},
+	}
+	log.Info("uploading image", zap.Int64("size", p.Size))
+	res, err := st.Pithos.Upload(ctx, p.Container, p.Object, f, opts)
+	if err != nil {
+		return asJobError(fmt.Sprintf("upload %s to %s", p.RelPath, p.Location()), err)
+	}
+	if w.d.Metrics != nil {
+		w.d.Metrics.BlocksSent.Add(float64(res.BlocksSent))
+		w.d.Metrics.BlocksDeduped.Add(float64(max(0, res.BlocksTotal-res.BlocksMissing)))
+		if secs := res.Duration.Seconds(); secs > 0 && res.Bytes > 0 {
+			w.d.Metrics.UploadThroughput.Observe(float64(res.Bytes) / secs)
+		}
+	}
+	log.Info("image uploaded", zap.String("hash", res.Hash), zap.Int64("blocks", res.BlocksTotal),
+		zap.Int64("blocks_sent", res.BlocksSent), zap.Int64("bytes_sent", res.BytesSent),
+		zap.Bool("cache_hit", res.CacheHit), zap.Duration("took", res.Duration))
+
+	facts := FileFacts{Root: p.Root, RelPath: p.RelPath, Size: p.Size, ModTime: time.Unix(0, p.MtimeNs), Dev: p.Dev, Inode: p.Inode}
+	req, err := w.d.Catalog.RegisterRequest(facts, res.Hash, res.UUID, "upload", p.Force)
+	if err != nil {
+		return asJobError("queue the registration of "+p.RelPath, err)
+	}
+	out, err := w.d.Enqueuer.Enqueue(ctx, req)
+	if err != nil {
+		// The upload is done and costs nothing to repeat: retry the task so
+		// that the registration is not lost.
+		return fmt.Errorf("queue the registration of %s: %w", p.RelPath, err)
+	}
+	log.Info("registration queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
+	pw.update(true, func(pr *Progress) {
+		pr.Phase, pr.ObjectHash = PhaseDone, res.Hash
+		pr.BlocksTotal, pr.BlocksMissing, pr.BlocksSent, pr.BytesSent = res.BlocksTotal, res.BlocksMissing, res.BlocksSent, res.BytesSent
+		pr.CacheHit = res.CacheHit
+		pr.Note = "registration " + req.ID + " " + string(out)
+	})
+	return nil
+}

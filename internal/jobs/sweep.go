@@ -1,0 +1,332 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/image"
+	"github.com/imagesync/imagesync/internal/location"
+)
+
+// SweepDeps are what the republish sweep needs. The daemon's image:republish
+// handler and syncctl (republish, images) build them the same way.
+type SweepDeps struct {
+	Catalog  *Catalog
+	Session  *cloud.Session
+	Enqueuer *Enqueuer // may be nil for dry runs
+	Log      *zap.Logger
+	// Now is the clock for metadata placeholders ({{.Date}}).
+	Now func() time.Time
+	// Scan overrides how image files are found (tests); nil means Scan.
+	Scan func(context.Context) (*ScanResult, error)
+}
+
+// SweepOptions select what the sweep does.
+type SweepOptions struct {
+	// Force re-registers every image, drifted or not.
+	Force bool
+	// DryRun compares and reports; nothing is enqueued.
+	DryRun bool
+	// Members reads every registered image's member list (for reporting),
+	// not only where the desired state makes it matter.
+	Members bool
+}
+
+// SweepState is an image's state as the sweep found it.
+type SweepState string
+
+// Sweep states.
+const (
+	SweepInSync       SweepState = "in-sync"      // Plankton holds what the metafiles describe
+	SweepDrifted      SweepState = "drifted"      // registered, but metadata, visibility or members differ
+	SweepUnregistered SweepState = "unregistered" // the file has no registered image yet
+	SweepError        SweepState = "error"        // desired metadata cannot be built (e.g. an invalid metafile)
+	SweepOrphan       SweepState = "orphan"       // registered under a watch root's remote folder, but no local file
+)
+
+// SweepImage is one image in a SweepReport.
+type SweepImage struct {
+	Root     string     `json:"root"`     // watch root as configured; "" for orphans
+	RelPath  string     `json:"rel_path"` // "" for orphans
+	Path     string     `json:"path"`     // local file; "" for orphans
+	Location string     `json:"location"` // pithos://account/container/object
+	ImageID  string     `json:"image_id"` // "" when unregistered
+	Name     string     `json:"name"`     // registered name, else the desired one
+	Public   bool       `json:"public"`   // registered visibility, else the desired one
+	Members  []string   `json:"members"`  // registered members when read, else null
+	State    SweepState `json:"state"`
+	Changes  []string   `json:"changes"` // what differs, for drifted images
+	Error    string     `json:"error"`   // for state "error"
+	// Task is the task enqueued (or, in a dry run, that would be) for this
+	// image, and Outcome what Enqueue said (enqueued, queued, done, failed;
+	// "" in a dry run or when nothing was needed).
+	Task    string `json:"task"`
+	Outcome string `json:"outcome"`
+}
+
+// SweepReport is what one sweep found and did.
+type SweepReport struct {
+	StartedAt time.Time          `json:"started_at"`
+	Seconds   float64            `json:"seconds"`
+	DryRun    bool               `json:"dry_run"`
+	Force     bool               `json:"force"`
+	User      string             `json:"user"` // the account the images belong to
+	Images    []SweepImage       `json:"images"`
+	Problems  []string           `json:"problems"` // unreadable entries under the roots
+	Counts    map[SweepState]int `json:"counts"`
+	Enqueued  int                `json:"enqueued"` // tasks newly enqueued
+}
+
+// Sweep compares every image under the watch roots with what Plankton holds
+// and enqueues a forced registration for each one that drifted (with
+// opts.Force, for all), and an upload for each one not registered yet. The
+// task ids are deterministic, so sweeps running at once on several daemons
+// enqueue each piece of work once.
+func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, error) {
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if !opts.DryRun && d.Enqueuer == nil {
+		return nil, errors.New("sweep: an Enqueuer is needed unless it is a dry run")
+	}
+	rep := &SweepReport{StartedAt: d.Now().UTC(), DryRun: opts.DryRun, Force: opts.Force,
+		Images: []SweepImage{}, Problems: []string{}, Counts: map[SweepState]int{}}
+	scan := d.Scan
+	if scan == nil {
+		scan = func(ctx context.Context) (*ScanResult, error) { return Scan(ctx, d.Catalog.Roots()) }
+	}
+	files, err := scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range files.Problems {
+		rep.Problems = append(rep.Problems, p.Error())
+	}
+	st, err := d.Session.Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: %w", err)
+	}
+	rep.User = st.UserUUID
+	registered, err := st.Images.ListDetail(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: listing registered images: %w", err)
+	}
+	byLoc := map[location.Location]*image.Image{}
+	for i := range registered {
+		img := registered[i]
+		loc, err := location.Parse(img.Location)
+		if err != nil || loc.Account != st.UserUUID {
+			continue // not ours: shared with us, or a location we do not write
+		}
+		byLoc[loc] = img
+	}
+
+	seen := map[location.Location]bool{}
+	for _, f := range files.Images {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		si, loc := sweepOne(ctx, d, st, f, byLoc, opts)
+		seen[loc] = true
+		rep.Images = append(rep.Images, si)
+	}
+	rep.Images = append(rep.Images, orphans(d.Catalog, byLoc, seen)...)
+	for i := range rep.Images {
+		si := &rep.Images[i]
+		rep.Counts[si.State]++
+		if si.Outcome == string(Enqueued) {
+			rep.Enqueued++
+		}
+	}
+	rep.Seconds = d.Now().Sub(rep.StartedAt).Seconds()
+	d.Log.Info("republish sweep done", zap.Bool("dry_run", opts.DryRun), zap.Bool("force", opts.Force),
+		zap.Int("images", len(rep.Images)), zap.Int("drifted", rep.Counts[SweepDrifted]),
+		zap.Int("unregistered", rep.Counts[SweepUnregistered]), zap.Int("errors", rep.Counts[SweepError]),
+		zap.Int("enqueued", rep.Enqueued))
+	return rep, nil
+}
+
+// sweepOne compares one local image with its registration and acts on it.
+func sweepOne(ctx context.Context, d SweepDeps, st *cloud.State, f FileFacts, byLoc map[location.Location]*image.Image, opts SweepOptions) (SweepImage, location.Location) {
+	si := SweepImage{Root: f.Root, RelPath: f.RelPath, Path: f.AbsPath, Changes: []string{}}
+	log := d.Log.With(zap.String("root", f.Root), zap.String("path", f.RelPath))
+	ref, err := d.Catalog.Ref(f.Root, f.RelPath)
+	if err != nil {
+		si.State, si.Error = SweepError, err.Error()
+		return si, location.Location{}
+	}
+	loc := location.Location{Account: st.UserUUID, Container: ref.Container, Object: ref.Object}
+	si.Location = loc.String()
+	resolved, err := DesiredMetadata(d.Catalog, ref, f.ModTime)
+	if err == nil {
+		err = resolved.Validate()
+	}
+	if err != nil {
+		si.State, si.Error = SweepError, err.Error()
+		if img := byLoc[loc]; img != nil {
+			si.ImageID, si.Name, si.Public = img.ID, img.Name, img.IsPublic
+		}
+		return si, loc
+	}
+	desired := resolved.Metadata
+	img := byLoc[loc]
+	if img == nil {
+		si.State, si.Name, si.Public = SweepUnregistered, desired.Name, desired.IsPublic
+		if opts.DryRun {
+			if req, err := d.Catalog.UploadRequest(f, false); err == nil {
+				si.Task = req.ID
+			}
+			return si, loc
+		}
+		si.Task, si.Outcome = enqueueUpload(ctx, d, f, opts, log)
+		return si, loc
+	}
+	si.ImageID, si.Name, si.Public = img.ID, img.Name, img.IsPublic
+	si.Changes = append(si.Changes, image.Diff(desired, img).Strings()...)
+	if opts.Members || len(desired.Members) > 0 || desired.IsPublic != img.IsPublic {
+		members, err := st.Images.ListMembers(ctx, img.ID)
+		if err != nil {
+			si.State, si.Error = SweepError, fmt.Sprintf("reading members of image %s: %v", img.ID, err)
+			return si, loc
+		}
+		// The owner is in the read share of every registered image; it is
+		// not a member.
+		si.Members = image.OtherMembers(members, img.Owner)
+		si.Changes = append(si.Changes, image.DescribeMembers(image.DiffMembers(image.OtherMembers(desired.Members, img.Owner), si.Members))...)
+	}
+	si.State = SweepInSync
+	if len(si.Changes) > 0 {
+		si.State = SweepDrifted
+	}
+	if si.State == SweepInSync && !opts.Force {
+		return si, loc
+	}
+	req, err := d.Catalog.RegisterRequest(f, "", img.ID, "republish", true)
+	if err != nil {
+		si.State, si.Error = SweepError, err.Error()
+		return si, loc
+	}
+	si.Task = req.ID
+	if opts.DryRun {
+		return si, loc
+	}
+	out, err := d.Enqueuer.Enqueue(ctx, req)
+	if err != nil {
+		log.Error("cannot enqueue re-registration", zap.Error(err))
+		si.Outcome = "error: " + err.Error()
+		return si, loc
+	}
+	si.Outcome = string(out)
+	log.Info("re-registration queued", zap.String("state", string(si.State)), zap.Strings("changes", si.Changes),
+		zap.String("task", req.ID), zap.String("outcome", si.Outcome))
+	return si, loc
+}
+
+// enqueueUpload queues the upload of an unregistered image. If that upload
+// already completed (within retention), its registration never happened or
+// was lost: queue that instead.
+func enqueueUpload(ctx context.Context, d SweepDeps, f FileFacts, opts SweepOptions, log *zap.Logger) (task, outcome string) {
+	req, err := d.Catalog.UploadRequest(f, opts.Force)
+	if err != nil {
+		return "", "error: " + err.Error()
+	}
+	out, err := d.Enqueuer.Enqueue(ctx, req)
+	if err != nil {
+		log.Error("cannot enqueue upload", zap.Error(err))
+		return req.ID, "error: " + err.Error()
+	}
+	if out != Done {
+		log.Info("unregistered image: upload queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
+		return req.ID, string(out)
+	}
+	reg, err := d.Catalog.RegisterRequest(f, "", "", "republish", true)
+	if err != nil {
+		return req.ID, "error: " + err.Error()
+	}
+	out, err = d.Enqueuer.Enqueue(ctx, reg)
+	if err != nil {
+		log.Error("cannot enqueue registration", zap.Error(err))
+		return reg.ID, "error: " + err.Error()
+	}
+	log.Info("uploaded but unregistered image: registration queued", zap.String("task", reg.ID), zap.String("outcome", string(out)))
+	return reg.ID, string(out)
+}
+
+// orphans are registered images under a watch root's remote folder whose
+// local file is gone. The sweep reports them and leaves them alone.
+func orphans(c *Catalog, byLoc map[location.Location]*image.Image, seen map[location.Location]bool) []SweepImage {
+	var out []SweepImage
+	for loc, img := range byLoc {
+		if seen[loc] {
+			continue
+		}
+		for _, w := range c.Roots() {
+			prefix := strings.Trim(w.Prefix, "/")
+			if loc.Container != w.Container || (prefix != "" && !strings.HasPrefix(loc.Object, prefix+"/")) {
+				continue
+			}
+			rel := strings.TrimPrefix(strings.TrimPrefix(loc.Object, prefix), "/")
+			if !IsImageName(path.Base(rel), w.ImagePatterns()) {
+				continue
+			}
+			out = append(out, SweepImage{
+				Location: loc.String(), ImageID: img.ID, Name: img.Name, Public: img.IsPublic,
+				State: SweepOrphan, Changes: []string{}, Error: "",
+			})
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b SweepImage) int { return strings.Compare(a.Location, b.Location) })
+	return out
+}
+
+// DesiredMetadata builds the metadata an image should be registered with,
+// from the current metafiles: built-in defaults, the watch entry's `public`
+// and `defaults`, every _template.meta from the root down, then the image's
+// own metafile. mtime is the image file's modification time ({{.Date}}), so
+// every node computes the same result for the same file. The result is not
+// validated (see image.Resolved.Validate).
+func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time) (*image.Resolved, error) {
+	w, err := c.Root(ref.Root)
+	if err != nil {
+		return nil, err
+	}
+	var defaults *image.Metafile
+	if len(w.Defaults) > 0 {
+		defaults, err = image.MetafileFromMap(fmt.Sprintf("config watch entry %s: defaults", w.Dir), w.Defaults)
+		if err != nil {
+			return nil, permanent(err)
+		}
+	}
+	if w.Public {
+		// `public: true` is the entry's default visibility; `defaults:`,
+		// templates and metafiles can still say otherwise.
+		if defaults == nil {
+			defaults = &image.Metafile{Source: fmt.Sprintf("config watch entry %s", w.Dir)}
+		}
+		if defaults.IsPublic == nil {
+			t := true
+			defaults.IsPublic = &t
+		}
+	}
+	templates, perImage, err := image.LoadChain(ref.Root, ref.RelPath)
+	if err != nil {
+		return nil, permanent(err)
+	}
+	r, err := image.Resolve(image.ResolveInput{RelPath: ref.RelPath, Date: mtime, Defaults: defaults, Templates: templates, PerImage: perImage})
+	if err != nil {
+		return nil, permanent(err)
+	}
+	return r, nil
+}
