@@ -1,0 +1,226 @@
+package ctl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hibiken/asynq"
+	"github.com/spf13/cobra"
+
+	"github.com/imagesync/imagesync/internal/jobs"
+)
+
+// Plan actions: what the watcher would do with an image now.
+const (
+	ActionUpload   = "upload"   // new or changed file: would upload (then register)
+	ActionRegister = "register" // uploaded, but templates or metafiles changed: would re-register
+	ActionNone     = "none"     // up to date
+	ActionQueued   = "queued"   // its task is already waiting or running
+	ActionFailed   = "failed"   // its task failed permanently; `syncctl retry` after fixing the cause
+	ActionError    = "error"    // the image cannot be planned (e.g. an unreadable metafile)
+)
+
+// Task statuses in a plan.
+const (
+	TaskNew    = "new"    // no such task: the work was never done (or its record expired)
+	TaskQueued = "queued" // pending, active, scheduled or retry
+	TaskDone   = "done"   // completed
+	TaskFailed = "failed" // archived
+)
+
+// PlanDoc is `plan --json`:
+//
+//	{ "images": [{
+//	    "root": "./images", "rel_path": "a/b.diskdump", "path": "/abs/images/a/b.diskdump",
+//	    "location": "/images/a/b.diskdump", "size": 123,
+//	    "upload":   {"task_id", "queue", "status": "new"|"queued"|"done"|"failed", "state": "<asynq state>"|""},
+//	    "register": {…same…},
+//	    "action": "upload"|"register"|"none"|"queued"|"failed"|"error",
+//	    "reason": "…" }],
+//	  "problems": [{"path", "error"}],          // unreadable entries under the roots
+//	  "summary": {"upload": 1, "register": 0, "none": 3, "queued": 0, "failed": 0, "error": 0} }
+type PlanDoc struct {
+	Images   []PlanImage    `json:"images"`
+	Problems []PathError    `json:"problems"`
+	Summary  map[string]int `json:"summary"`
+}
+
+// PlanImage is one image file's plan.
+type PlanImage struct {
+	Root     string   `json:"root"`
+	RelPath  string   `json:"rel_path"`
+	Path     string   `json:"path"`
+	Location string   `json:"location"`
+	Size     int64    `json:"size"`
+	Upload   PlanTask `json:"upload"`
+	Register PlanTask `json:"register"`
+	Action   string   `json:"action"`
+	Reason   string   `json:"reason"`
+}
+
+// PlanTask is the deterministic task for one step and what Redis holds for it.
+type PlanTask struct {
+	TaskID string `json:"task_id"`
+	Queue  string `json:"queue"`
+	Status string `json:"status"`
+	State  string `json:"state"`
+}
+
+func (a *app) planCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan",
+		Short: "Show what the watcher would do now, without doing it",
+		Long: `Scan the watch roots once and, for every image file, look up the upload and
+registration tasks the daemon would enqueue for it (task ids are deterministic:
+the file's identity and the metafiles' content). An image is "upload" when its
+file is new or changed, "register" when it was uploaded but its templates or
+metafile changed, "none" when up to date, "queued" when work is pending, and
+"failed" when that work failed permanently. Nothing is enqueued.
+
+Finished tasks are remembered for a day (and not at all across restarts of an
+embedded Redis); older images show as "upload", which is what syncd does at
+start: re-uploading an unchanged image costs a stat and sends no data.`,
+		Args: cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.config(cmd)
+			if err != nil {
+				return err
+			}
+			insp, err := a.inspector(cmd)
+			if err != nil {
+				return err
+			}
+			if len(cfg.Watch) == 0 {
+				return fmt.Errorf("no watch roots configured (watch: in %s)", orDash(cfg.Source))
+			}
+			scan, err := jobs.Scan(cmd.Context(), cfg.Watch)
+			if err != nil {
+				return err
+			}
+			catalog := jobs.NewCatalog(cfg.Watch, cfg.Node)
+			doc := PlanDoc{Images: []PlanImage{}, Problems: []PathError{}, Summary: map[string]int{}}
+			for _, k := range []string{ActionUpload, ActionRegister, ActionNone, ActionQueued, ActionFailed, ActionError} {
+				doc.Summary[k] = 0
+			}
+			for _, p := range scan.Problems {
+				doc.Problems = append(doc.Problems, PathError{Path: p.Path, Error: p.Err.Error()})
+			}
+			for _, f := range scan.Images {
+				pi, err := planImage(insp, catalog, f)
+				if err != nil {
+					return err
+				}
+				doc.Summary[pi.Action]++
+				doc.Images = append(doc.Images, pi)
+			}
+			if a.jsonOut {
+				return a.emitJSON(doc)
+			}
+			return a.writeOut(renderPlan(doc))
+		}),
+	}
+}
+
+func planImage(insp *asynq.Inspector, catalog *jobs.Catalog, f jobs.FileFacts) (PlanImage, error) {
+	pi := PlanImage{Root: f.Root, RelPath: f.RelPath, Path: f.AbsPath, Size: f.Size}
+	up, err := catalog.UploadRequest(f, false)
+	if err != nil {
+		pi.Action, pi.Reason = ActionError, err.Error()
+		return pi, nil
+	}
+	pi.Location = up.Payload.(jobs.UploadPayload).Location()
+	if pi.Upload, err = lookupTask(insp, up); err != nil {
+		return pi, err
+	}
+	reg, err := catalog.RegisterRequest(f, "", "", "plan", false)
+	if err != nil {
+		pi.Action, pi.Reason = ActionError, err.Error()
+		return pi, nil
+	}
+	if pi.Register, err = lookupTask(insp, reg); err != nil {
+		return pi, err
+	}
+	switch pi.Upload.Status {
+	case TaskNew:
+		pi.Action, pi.Reason = ActionUpload, "new or changed file: would upload (only missing blocks are sent) and register"
+	case TaskQueued:
+		pi.Action, pi.Reason = ActionQueued, "upload "+pi.Upload.State
+	case TaskFailed:
+		pi.Action, pi.Reason = ActionFailed, "upload failed: see `syncctl inspect "+pi.Upload.TaskID+"`, fix the cause, then `syncctl retry`"
+	case TaskDone:
+		switch pi.Register.Status {
+		case TaskNew:
+			pi.Action, pi.Reason = ActionRegister, "templates or metafile changed since the last registration: would re-register"
+		case TaskQueued:
+			pi.Action, pi.Reason = ActionQueued, "registration "+pi.Register.State
+		case TaskFailed:
+			pi.Action, pi.Reason = ActionFailed, "registration failed: see `syncctl inspect "+pi.Register.TaskID+"`, fix the cause, then `syncctl retry`"
+		case TaskDone:
+			pi.Action, pi.Reason = ActionNone, "up to date"
+		}
+	}
+	return pi, nil
+}
+
+func lookupTask(insp *asynq.Inspector, r jobs.Request) (PlanTask, error) {
+	pt := PlanTask{TaskID: r.ID, Queue: r.Queue, Status: TaskNew}
+	ti, err := insp.GetTaskInfo(r.Queue, r.ID)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return pt, nil
+	case err != nil:
+		return pt, fmt.Errorf("looking up task %s: %w", r.ID, err)
+	}
+	pt.State = ti.State.String()
+	switch ti.State {
+	case asynq.TaskStateCompleted:
+		pt.Status = TaskDone
+	case asynq.TaskStateArchived:
+		pt.Status = TaskFailed
+	default:
+		pt.Status = TaskQueued
+	}
+	return pt, nil
+}
+
+func renderPlan(doc PlanDoc) []byte {
+	var buf bytes.Buffer
+	if len(doc.Images) == 0 {
+		fmt.Fprintln(&buf, "No image files under the watch roots.")
+	} else {
+		t := newTable(&buf, "IMAGE", "UPLOAD", "REGISTER", "PLAN")
+		for _, im := range doc.Images {
+			what := map[string]string{
+				ActionUpload: "would upload", ActionRegister: "would re-register", ActionNone: "up to date",
+				ActionQueued: "queued", ActionFailed: "failed", ActionError: "error",
+			}[im.Action]
+			if im.Action == ActionQueued || im.Action == ActionFailed || im.Action == ActionError {
+				what += ": " + oneLine(im.Reason)
+			}
+			t.row(im.Location+"  ("+im.RelPath+")", taskCell(im.Upload), taskCell(im.Register), what)
+		}
+		t.flush()
+	}
+	for _, p := range doc.Problems {
+		fmt.Fprintf(&buf, "cannot read %s: %s\n", p.Path, p.Error)
+	}
+	var parts []string
+	for _, k := range []string{ActionUpload, ActionRegister, ActionNone, ActionQueued, ActionFailed, ActionError} {
+		if n := doc.Summary[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(&buf, "\n%d image(s): %s.\n", len(doc.Images), strings.Join(parts, ", "))
+	}
+	return buf.Bytes()
+}
+
+func taskCell(t PlanTask) string {
+	if t.State != "" && t.Status == TaskQueued {
+		return t.State
+	}
+	return t.Status
+}

@@ -1,0 +1,215 @@
+package ctl
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/jobs"
+)
+
+// `republish --json` and `images --json` print a jobs.SweepReport:
+//
+//	{ "started_at": "…", "seconds": 0.4, "dry_run": true, "force": false,
+//	  "user": "<account uuid>",
+//	  "images": [{"root", "rel_path", "path", "location": "pithos://…", "image_id",
+//	              "name", "public", "members": [..] | null,
+//	              "state": "in-sync"|"drifted"|"unregistered"|"error"|"orphan",
+//	              "changes": ["…"], "error": "", "task": "register:…", "outcome": ""}],
+//	  "problems": ["<unreadable path>: <why>"],
+//	  "counts": {"in-sync": 3, "drifted": 1, …},
+//	  "enqueued": 1 }
+
+func (a *app) republishCommand() *cobra.Command {
+	var dryRun, force bool
+	cmd := &cobra.Command{
+		Use:   "republish",
+		Short: "Re-register every image whose registration drifted from its metafiles",
+		Long: `Run the republish sweep now (syncd also runs it on schedule.republish): for
+every image under the watch roots, build the desired metadata from the current
+templates and metafiles, compare it with what Plankton holds, and queue a
+re-registration (followed by publishing) for every image that differs. Images
+not registered yet get their upload queued. --force re-registers every image;
+--dry-run only reports.
+
+The sweep runs here, so this host needs the watch roots and the cloud token.`,
+		Example: "  syncctl republish --dry-run\n  syncctl republish --force",
+		Args:    cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			rep, err := a.sweep(cmd, jobs.SweepOptions{DryRun: dryRun, Force: force})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				if err := a.emitJSON(rep); err != nil {
+					return err
+				}
+			} else if err := a.writeOut(renderSweep(rep)); err != nil {
+				return err
+			}
+			if n := failedImages(rep); n > 0 {
+				return failed(fmt.Errorf("%d image(s) could not be compared or queued; see above", n))
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "report what would be re-registered; change nothing")
+	cmd.Flags().BoolVar(&force, "force", false, "re-register every image, drifted or not")
+	return cmd
+}
+
+func (a *app) imagesCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "images",
+		Short: "Registered images under the watch roots and whether they are in sync",
+		Long: `List the images under the watch roots with their registration: image id,
+name, visibility, members, and whether Plankton holds what the templates and
+metafiles describe ("in-sync"), differs ("drifted", with what differs), has no
+registration yet ("unregistered"), or holds an image whose local file is gone
+("orphan"). Nothing is changed.`,
+		Args: cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			rep, err := a.sweep(cmd, jobs.SweepOptions{DryRun: true, Members: true})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.emitJSON(rep)
+			}
+			return a.writeOut(renderImages(rep))
+		}),
+	}
+}
+
+// sweep runs jobs.Sweep with this configuration. A dry run needs no Redis.
+func (a *app) sweep(cmd *cobra.Command, opts jobs.SweepOptions) (*jobs.SweepReport, error) {
+	cfg, err := a.secrets(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Watch) == 0 {
+		return nil, fmt.Errorf("no watch roots configured (watch: in %s)", orDash(cfg.Source))
+	}
+	deps := jobs.SweepDeps{
+		Catalog: jobs.NewCatalog(cfg.Watch, cfg.Node),
+		Session: cloud.New(cloud.Options{AuthURL: cfg.Cloud.AuthURL, Token: cfg.Cloud.Token, Timeout: cfg.Cloud.Timeout.D()}),
+	}
+	if !opts.DryRun {
+		conn, err := a.redis(cmd)
+		if err != nil {
+			return nil, err
+		}
+		deps.Enqueuer = jobs.NewEnqueuer(conn.Client, cfg.Node)
+	}
+	rep, err := jobs.Sweep(cmd.Context(), deps, opts)
+	if err != nil {
+		if jobs.Classify(err) == jobs.Unauthorized {
+			return nil, fmt.Errorf("%w (check cloud.token / cloud.token_file / SYNCD_TOKEN)", err)
+		}
+		return nil, err
+	}
+	return rep, nil
+}
+
+func failedImages(rep *jobs.SweepReport) int {
+	n := 0
+	for _, im := range rep.Images {
+		if im.State == jobs.SweepError || strings.HasPrefix(im.Outcome, "error") {
+			n++
+		}
+	}
+	return n
+}
+
+func imageLabel(im jobs.SweepImage) string {
+	if im.RelPath != "" {
+		return im.RelPath
+	}
+	return im.Location
+}
+
+func renderSweep(rep *jobs.SweepReport) []byte {
+	var buf bytes.Buffer
+	if len(rep.Images) == 0 {
+		fmt.Fprintln(&buf, "No images under the watch roots.")
+	} else {
+		t := newTable(&buf, "IMAGE", "STATE", "IMAGE ID", "ACTION", "WHAT DIFFERS")
+		for _, im := range rep.Images {
+			action := "-"
+			switch {
+			case im.Task != "" && rep.DryRun:
+				action = "would queue " + im.Task
+			case im.Task != "":
+				action = im.Outcome + " " + im.Task
+			}
+			what := strings.Join(im.Changes, "; ")
+			if im.Error != "" {
+				what = im.Error
+			}
+			t.row(imageLabel(im), string(im.State), orDash(im.ImageID), action, orDash(oneLine(what)))
+		}
+		t.flush()
+	}
+	writeProblems(&buf, rep)
+	fmt.Fprintf(&buf, "\n%s", sweepSummary(rep))
+	switch {
+	case rep.DryRun:
+		fmt.Fprintln(&buf, " Dry run: nothing was queued.")
+	default:
+		fmt.Fprintf(&buf, " %d task(s) queued.\n", rep.Enqueued)
+	}
+	return buf.Bytes()
+}
+
+func renderImages(rep *jobs.SweepReport) []byte {
+	var buf bytes.Buffer
+	if len(rep.Images) == 0 {
+		fmt.Fprintln(&buf, "No images under the watch roots.")
+	} else {
+		t := newTable(&buf, "IMAGE", "IMAGE ID", "NAME", "PUBLIC", "MEMBERS", "STATE", "WHAT DIFFERS")
+		for _, im := range rep.Images {
+			public := "no"
+			if im.Public {
+				public = "yes"
+			}
+			members := "-"
+			if len(im.Members) > 0 {
+				members = strings.Join(im.Members, ",")
+			}
+			what := strings.Join(im.Changes, "; ")
+			if im.Error != "" {
+				what = im.Error
+			}
+			if im.State == jobs.SweepOrphan {
+				what = "the local file is gone; the registration is left as it is"
+			}
+			t.row(imageLabel(im), orDash(im.ImageID), orDash(im.Name), public, members, string(im.State), orDash(oneLine(what)))
+		}
+		t.flush()
+	}
+	writeProblems(&buf, rep)
+	fmt.Fprintf(&buf, "\n%s\n", sweepSummary(rep))
+	return buf.Bytes()
+}
+
+func writeProblems(buf *bytes.Buffer, rep *jobs.SweepReport) {
+	for _, p := range rep.Problems {
+		fmt.Fprintf(buf, "cannot read %s\n", p)
+	}
+}
+
+func sweepSummary(rep *jobs.SweepReport) string {
+	var parts []string
+	for _, s := range []jobs.SweepState{jobs.SweepInSync, jobs.SweepDrifted, jobs.SweepUnregistered, jobs.SweepOrphan, jobs.SweepError} {
+		if n := rep.Counts[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	if len(parts) == 0 {
+		return "0 images."
+	}
+	return fmt.Sprintf("%d image(s): %s.", len(rep.Images), strings.Join(parts, ", "))
+}

@@ -1,0 +1,243 @@
+// Package daemon wires syncd together: configuration, Redis (embedded or
+// real), the cloud session, the asynq workers, the folder watcher, the
+// republish schedule and the metrics/health HTTP server.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/jobs"
+	"github.com/imagesync/imagesync/internal/metrics"
+	"github.com/imagesync/imagesync/internal/pithos"
+	"github.com/imagesync/imagesync/internal/redisconn"
+	"github.com/imagesync/imagesync/internal/watch"
+)
+
+// Options for Run.
+type Options struct {
+	Config *config.Config
+	Logger *zap.Logger
+	// ShutdownTimeout is how long running jobs get to finish on shutdown
+	// before they are cancelled and put back on the queue (uploads resume
+	// where they stopped).
+	ShutdownTimeout time.Duration
+	// Ready, if set, is called once everything is up.
+	Ready func(Info)
+}
+
+// Info describes a running daemon.
+type Info struct {
+	RedisAddr string
+	HTTPAddr  string
+	Node      string
+}
+
+// Run runs syncd until ctx is done.
+func Run(ctx context.Context, opts Options) error {
+	cfg, log := opts.Config, opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
+	}
+	if err := cfg.ResolveSecrets(); err != nil {
+		return err
+	}
+
+	conn, err := redisconn.Serve(ctx, cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if conn.IsEmbedded() {
+		log.Info("embedded Redis started (non-durable: the queue is rebuilt from the watched folders at start)", zap.String("addr", conn.Addr))
+	} else {
+		log.Info("connected to Redis", zap.String("addr", conn.Addr))
+	}
+
+	enq := jobs.NewEnqueuer(conn.Client, cfg.Node)
+	m := metrics.New(enq.Inspector())
+	session := cloud.New(cloud.Options{
+		AuthURL: cfg.Cloud.AuthURL, Token: cfg.Cloud.Token, Timeout: cfg.Cloud.Timeout.D(),
+		MaxConns: cfg.Upload.Files*cfg.Upload.Blocks + 8, Logger: log,
+	})
+	cache, err := pithos.OpenHashmapCache(filepath.Join(cfg.StateDir, "hashmaps"))
+	if err != nil {
+		return fmt.Errorf("hashmap cache: %w", err)
+	}
+	catalog := jobs.NewCatalog(cfg.Watch, cfg.Node)
+	uploadQueues := map[string]int{jobs.UploadQueue(cfg.Node): 2, jobs.QueueSharedUpload: 1}
+	allQueues := []string{jobs.UploadQueue(cfg.Node), jobs.QueueSharedUpload, jobs.QueueDefault}
+	var authBroken atomic.Bool
+	gate := jobs.NewAuthGate(conn.Client, enq.Inspector(), allQueues, log, func() {
+		authBroken.Store(true)
+		m.AuthFailures.Inc()
+		session.Invalidate()
+	})
+	worker := jobs.NewWorker(jobs.Deps{
+		Session: session, Catalog: catalog, Enqueuer: enq, Cache: cache, Metrics: m, Log: log, Gate: gate,
+		Blocks: cfg.Upload.Blocks, HashWorkers: cfg.Upload.HashWorkers,
+	})
+
+	// Two servers so that long uploads never starve registration/publishing.
+	base := func() context.Context { return context.WithoutCancel(ctx) }
+	serverCfg := func(concurrency int, queues map[string]int) asynq.Config {
+		return asynq.Config{
+			Concurrency: concurrency, Queues: queues, BaseContext: base,
+			RetryDelayFunc: jobs.RetryDelay, IsFailure: jobs.IsFailure,
+			ShutdownTimeout: opts.ShutdownTimeout, Logger: asynqLogger{log.Named("asynq")}, LogLevel: asynq.WarnLevel,
+			HealthCheckFunc: func(err error) {
+				if err != nil {
+					log.Warn("redis health check failed", zap.Error(err))
+				}
+			},
+		}
+	}
+	uploads := asynq.NewServerFromRedisClient(conn.Client, serverCfg(cfg.Upload.Files, uploadQueues))
+	general := asynq.NewServerFromRedisClient(conn.Client, serverCfg(4, map[string]int{jobs.QueueDefault: 1}))
+	if err := uploads.Start(worker.Handler()); err != nil {
+		return fmt.Errorf("start upload workers: %w", err)
+	}
+	defer uploads.Shutdown()
+	if err := general.Start(worker.Handler()); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	defer general.Shutdown()
+
+	// Check the token now, so a bad one is reported at start, not per job.
+	if _, err := session.Get(ctx); err != nil {
+		if jobs.Classify(err) == jobs.Unauthorized {
+			gate.Trip(ctx, err)
+		} else {
+			log.Warn("cloud not reachable yet; jobs will retry", zap.Error(err))
+		}
+	} else if err := gate.Clear(ctx); err != nil {
+		log.Warn("cannot clear the auth pause", zap.Error(err))
+	}
+
+	roots := make([]watch.Root, len(cfg.Watch))
+	for i, w := range cfg.Watch {
+		roots[i] = watch.Root{Dir: w.Dir, Patterns: w.ImagePatterns()}
+	}
+	rescan := cfg.Rescan.D()
+	if rescan == 0 {
+		rescan = -1
+	}
+	watcher, err := watch.New(watch.Options{Roots: roots, Settle: cfg.Settle.D(), Rescan: rescan, Logger: log.Named("watch")})
+	if err != nil {
+		return fmt.Errorf("watcher: %w", err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var ready atomic.Bool
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := watcher.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("watcher stopped", zap.Error(err))
+		}
+	}()
+	d := &dispatcher{cfg: cfg, enq: enq, catalog: catalog, log: log, metrics: m, watcher: watcher}
+	go func() {
+		defer wg.Done()
+		d.run(runCtx, watcher.Events(), func() { ready.Store(true) })
+	}()
+
+	sched, err := startSchedule(runCtx, cfg.Schedule.Republish, enq, log)
+	if err != nil {
+		return err
+	}
+	defer sched.Stop()
+
+	httpSrv, httpAddr, err := serveHTTP(cfg.HTTP.Listen, m, conn, &ready, &authBroken, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(sctx)
+	}()
+
+	log.Info("syncd running", zap.String("node", cfg.Node), zap.Int("watch_roots", len(cfg.Watch)),
+		zap.String("metrics", "http://"+httpAddr+"/metrics"))
+	if opts.Ready != nil {
+		opts.Ready(Info{RedisAddr: conn.Addr, HTTPAddr: httpAddr, Node: cfg.Node})
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: letting running jobs finish or requeueing them", zap.Duration("timeout", opts.ShutdownTimeout))
+	stop()
+	uploads.Stop()
+	general.Stop()
+	wg.Wait()
+	return nil
+}
+
+func serveHTTP(listen string, m *metrics.Metrics, conn *redisconn.Conn, ready, authBroken *atomic.Bool, log *zap.Logger) (*http.Server, string, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := conn.Client.Ping(r.Context()).Err(); err != nil {
+			http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case authBroken.Load():
+			http.Error(w, "the cloud rejected the token: queues paused", http.StatusServiceUnavailable)
+		case !ready.Load():
+			http.Error(w, "initial scan in progress", http.StatusServiceUnavailable)
+		case conn.Client.Ping(r.Context()).Err() != nil:
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+		default:
+			_, _ = fmt.Fprintln(w, "ready")
+		}
+	})
+	if listen == "" || listen == "off" {
+		return &http.Server{}, "", nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("http.listen %s: %w", listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", zap.Error(err))
+		}
+	}()
+	return srv, ln.Addr().String(), nil
+}
+
+// asynqLogger routes asynq's logs through zap.
+type asynqLogger struct{ l *zap.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Sugar().Debug(args...) }
+func (a asynqLogger) Info(args ...any)  { a.l.Sugar().Info(args...) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Sugar().Warn(args...) }
+func (a asynqLogger) Error(args ...any) { a.l.Sugar().Error(args...) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Sugar().Error(args...) }

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/jobs"
+	"github.com/imagesync/imagesync/internal/metrics"
+	"github.com/imagesync/imagesync/internal/watch"
+)
+
+// dispatcher turns watcher events into jobs.
+type dispatcher struct {
+	cfg     *config.Config
+	enq     *jobs.Enqueuer
+	catalog *jobs.Catalog
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	watcher *watch.Watcher
+}
+
+// run consumes events until the channel closes. onReady is called after
+// every root's first scan.
+func (d *dispatcher) run(ctx context.Context, events <-chan watch.Event, onReady func()) {
+	initial := map[string]bool{}
+	readyDone := false
+	for ev := range events {
+		switch e := ev.(type) {
+		case watch.ImageReady:
+			d.imageReady(ctx, e)
+		case watch.MetaChanged:
+			d.metaChanged(ctx, e)
+		case watch.ImageRemoved:
+			d.log.Info("image file removed; its registered image is left as it is",
+				zap.String("root", e.Root), zap.String("path", e.RelPath))
+		case watch.RescanDone:
+			if e.Initial {
+				initial[e.Root] = true
+			}
+			d.metrics.FilesSeen.Set(float64(e.Images))
+			if !readyDone && len(initial) >= len(d.cfg.Watch) {
+				readyDone = true
+				onReady()
+			}
+		case watch.Error:
+			d.metrics.WatchErrors.Inc()
+			d.log.Warn("cannot read under a watch root", zap.String("root", e.Root), zap.String("path", e.Path), zap.Error(e.Err))
+		}
+	}
+}
+
+func (d *dispatcher) imageReady(ctx context.Context, e watch.ImageReady) {
+	log := d.log.With(zap.String("root", e.Root), zap.String("path", e.RelPath))
+	req, err := d.catalog.UploadRequest(facts(e), false)
+	if err != nil {
+		log.Error("image cannot be uploaded", zap.Error(err))
+		return
+	}
+	out, err := d.enq.Enqueue(ctx, req)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			log.Error("cannot enqueue upload", zap.Error(err))
+		}
+		return
+	}
+	log.Info("image ready", zap.String("task", req.ID), zap.String("outcome", string(out)), zap.Int64("size", e.Size))
+}
+
+func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
+	images, err := d.watcher.Snapshot(ctx)
+	if err != nil {
+		return
+	}
+	for _, img := range images {
+		if img.Root != e.Root || !e.AffectsImage(img.RelPath) {
+			continue
+		}
+		log := d.log.With(zap.String("root", img.Root), zap.String("path", img.RelPath), zap.String("metafile", e.RelPath))
+		req, err := d.catalog.RegisterRequest(facts(img), "", "", "metafile", false)
+		if err != nil {
+			log.Error("cannot re-register after a metafile change", zap.Error(err))
+			continue
+		}
+		out, err := d.enq.Enqueue(ctx, req)
+		if err != nil {
+			log.Error("cannot enqueue registration", zap.Error(err))
+			continue
+		}
+		log.Info("metafile changed: registration queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
+	}
+}
+
+func facts(e watch.ImageReady) jobs.FileFacts {
+	return jobs.FileFacts{Root: e.Root, RelPath: e.RelPath, AbsPath: e.AbsPath, Size: e.Size, ModTime: e.ModTime, Dev: e.Dev, Inode: e.Inode}
+}

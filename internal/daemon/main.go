@@ -1,0 +1,96 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/imagesync/imagesync/internal/config"
+)
+
+// MainOptions are syncd's command line.
+type MainOptions struct {
+	ConfigPath string
+	ConfigSet  bool // --config was given: the file must exist
+	Dev        bool
+	Stderr     io.Writer
+}
+
+// Main loads the configuration, sets up logging (and the dev cloud with
+// --dev) and runs the daemon until ctx is done.
+func Main(ctx context.Context, o MainOptions) error {
+	cfg, err := config.Load(o.ConfigPath, o.Dev || !o.ConfigSet, os.Getenv)
+	if err != nil {
+		return err
+	}
+	var dc *DevCloud
+	if o.Dev {
+		dc, err = StartDevCloud(cfg.StateDir, DevListen)
+		if err != nil {
+			return err
+		}
+		defer dc.Close()
+		cfg = DevConfig(cfg, dc)
+		for _, w := range cfg.Watch {
+			if err := os.MkdirAll(w.Dir, 0o755); err != nil {
+				return fmt.Errorf("dev: %w", err)
+			}
+		}
+	}
+	log, err := NewLogger(cfg.Log, o.Stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	if cfg.Source == "" && !o.Dev {
+		log.Warn("no configuration file found; using built-in defaults", zap.String("looked_for", o.ConfigPath))
+	}
+	return Run(ctx, Options{Config: cfg, Logger: log, Ready: func(info Info) {
+		if dc != nil {
+			printDevBanner(o.Stderr, cfg, dc, info)
+		}
+	}})
+}
+
+// NewLogger builds the zap logger: JSON for production, console for people.
+func NewLogger(lc config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(lc.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level %q: %w", lc.Level, err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if lc.Format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+}
+
+func printDevBanner(w io.Writer, cfg *config.Config, dc *DevCloud, info Info) {
+	dir, _ := filepath.Abs(cfg.Watch[0].Dir)
+	fmt.Fprintf(w, `
+  imagesync dev mode is running
+  ─────────────────────────────
+  watching      %s  (drop *.diskdump files here; X.diskdump.meta and _template.meta set metadata)
+  sandbox cloud %s   user %s, token %s
+  redis         %s  (embedded; syncctl finds it with no config)
+  metrics       http://%s/metrics
+
+  try:  cp some.diskdump %s/
+        go run ./cmd/syncctl status
+        curl -s -H 'X-Auth-Token: %s' %s/image/v1.0/images/detail
+
+`, dir, dc.URL, dc.User.Name, dc.User.Token, info.RedisAddr, info.HTTPAddr, dir, dc.User.Token, dc.URL)
+}
