@@ -142,6 +142,14 @@ func (s *Server) RevokeToken(token string) {
 	s.revoked[token] = true
 }
 
+// RestoreToken makes a revoked token valid again, as if its user had renewed
+// it (tests of recovery after a 401).
+func (s *Server) RestoreToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.revoked, token)
+}
+
 // userByToken resolves a token, honouring revocation.
 func (s *Server) userByToken(token string) (User, bool) {
 	s.mu.RLock()

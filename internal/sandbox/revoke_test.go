@@ -1,0 +1,29 @@
+package sandbox
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A revoked token is refused everywhere until RestoreToken, then accepted
+// again: the reliability suite revokes a token halfway through a run and
+// restores it to check recovery.
+func TestRevokeAndRestoreToken(t *testing.T) {
+	e := newIDEnv(t, Config{})
+	auth := func() int {
+		return e.do(t, http.MethodPost, "/identity/v2.0/tokens", idJSONCT, `{"auth":{"token":{"id":"bob-token"}}}`).status
+	}
+	require.Equal(t, http.StatusOK, auth())
+	e.srv.RevokeToken(idBob.Token)
+	assert.Equal(t, http.StatusUnauthorized, auth())
+	_, ok := e.srv.userByToken(idBob.Token)
+	assert.False(t, ok)
+	e.srv.RestoreToken(idBob.Token)
+	assert.Equal(t, http.StatusOK, auth())
+	_, ok = e.srv.userByToken(idBob.Token)
+	assert.True(t, ok)
+	e.srv.RestoreToken("never-revoked") // a no-op
+}
