@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/imagesync/imagesync/internal/image"
 	"github.com/imagesync/imagesync/internal/location"
 	"github.com/imagesync/imagesync/internal/rest"
 )
@@ -90,7 +91,7 @@ func Classify(err error) Class {
 		return Transient
 	}
 	var pk permanentKind
-	if errors.As(err, &pk) && pk.Permanent() {
+	if (errors.As(err, &pk) && pk.Permanent()) || isMetadataError(err) {
 		return Permanent
 	}
 	if errors.Is(err, location.ErrInvalid) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
@@ -117,11 +118,22 @@ func hint(err error) string {
 	case errors.As(err, &rerr) && rerr.Status == http.StatusNotFound:
 		return "the remote object or container does not exist: check the watch entry's container, then run `syncctl resync`"
 	}
-	var pk permanentKind
-	if errors.As(err, &pk) {
+	if isMetadataError(err) {
 		return "fix the metafile or template named above; the change is picked up automatically"
 	}
 	return "fix the cause, then run `syncctl retry`"
+}
+
+// isMetadataError reports a problem in the metadata a person wrote: a
+// metafile that does not parse, an unknown placeholder, a value Plankton
+// would refuse.
+func isMetadataError(err error) bool {
+	var (
+		me *image.MetafileError
+		pe *image.PlaceholderError
+		ve *image.ValidationError
+	)
+	return errors.As(err, &me) || errors.As(err, &pe) || errors.As(err, &ve)
 }
 
 // asJobError turns a handler failure into what asynq should see: permanent
