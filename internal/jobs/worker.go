@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -106,5 +107,44 @@ func (g *AuthGate) Clear(ctx context.Context) error {
 			g.log.Warn("unpause queue", zap.String("queue", q), zap.Error(err))
 		}
 	}
+	g.runUnauthorized()
 	return nil
+}
+
+// unauthorizedPrefix starts every UnauthorizedError message.
+const unauthorizedPrefix = "the cloud rejected the token (401)"
+
+// runUnauthorized runs now the tasks waiting to retry after a 401: their
+// backoff (RetryDelay) only kept them from hammering the cloud with a bad
+// token, and with a good one they should not sit idle for minutes.
+func (g *AuthGate) runUnauthorized() {
+	type ref struct{ queue, id string }
+	var due []ref
+	for _, q := range g.queues {
+		for page := 1; ; page++ {
+			tasks, err := g.insp.ListRetryTasks(q, asynq.PageSize(500), asynq.Page(page))
+			if err != nil {
+				if !errors.Is(err, asynq.ErrQueueNotFound) {
+					g.log.Warn("list tasks to resume after the 401", zap.String("queue", q), zap.Error(err))
+				}
+				break
+			}
+			for _, ti := range tasks {
+				if strings.HasPrefix(ti.LastErr, unauthorizedPrefix) {
+					due = append(due, ref{q, ti.ID})
+				}
+			}
+			if len(tasks) < 500 {
+				break
+			}
+		}
+	}
+	for _, r := range due {
+		if err := g.insp.RunTask(r.queue, r.id); err != nil {
+			g.log.Warn("resume task after the 401", zap.String("task", r.id), zap.Error(err))
+		}
+	}
+	if len(due) > 0 {
+		g.log.Info("resumed the tasks stopped by the 401", zap.Int("tasks", len(due)))
+	}
 }
