@@ -27,16 +27,14 @@ import (
 // test's leftovers never leak into another.
 const (
 	dbBadInput = iota
-	dbFaults
+	dbFaults503
+	dbFaultsLatency
+	dbFaults401
+	dbFaultsQuota
 	dbSecrets
 	dbCrash
 	dbLoad
-	dbFaults401
-	dbFaultsQuota
-	dbSpare
 )
-
-var _ = dbSpare
 
 // observed is a logger that writes warnings to the test log and records
 // every entry (debug and up) for assertions.
