@@ -312,3 +312,26 @@ func (w Watch) ImagePatterns() []string {
 	}
 	return w.Patterns
 }
+
+// DevConfigFile is where `syncd --dev` leaves the configuration it runs
+// with (under its state_dir), so that syncctl, run beside it with no
+// configuration, reaches the same Redis, cloud and watch roots.
+const DevConfigFile = "dev-syncd.yaml"
+
+// WriteDev writes the parts of c that syncctl needs to path, with the token
+// left in tokenFile rather than in the file.
+func (c *Config) WriteDev(path, tokenFile string) error {
+	out := map[string]any{
+		"node":      c.Node,
+		"state_dir": c.StateDir,
+		"cloud":     map[string]any{"auth_url": c.Cloud.AuthURL, "token_file": tokenFile},
+		"redis":     map[string]any{"addr": c.Redis.Addr, "embedded_listen": c.Redis.EmbeddedListen},
+		"watch":     c.Watch,
+	}
+	b, err := yaml.Marshal(out)
+	if err != nil {
+		return err
+	}
+	b = append([]byte("# Written by `syncd --dev` for syncctl; it is rewritten at every start.\n"), b...)
+	return os.WriteFile(path, b, 0o600)
+}

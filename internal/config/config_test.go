@@ -121,3 +121,38 @@ func TestMissingFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, EmbeddedRedis, cfg.Redis.Addr)
 }
+
+func TestWriteDevRoundTrips(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "dev-token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("dev-secret\n"), 0o600))
+	cfg := Default()
+	cfg.Node = "n1"
+	cfg.Cloud.AuthURL = "http://127.0.0.1:8780/identity/v2.0"
+	cfg.Cloud.Token = "dev-secret"
+	off := false
+	cfg.Watch = []Watch{{Dir: "./images", Container: "images", Public: true, UploadMetafile: &off,
+		Defaults: map[string]any{"properties": map[string]any{"OSFAMILY": "linux"}}}}
+	path := filepath.Join(dir, DevConfigFile)
+	require.NoError(t, cfg.WriteDev(path, tokenFile))
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "dev-secret", "the token stays in its own file")
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	got, err := Load(path, false, func(string) string { return "" })
+	require.NoError(t, err)
+	require.NoError(t, got.ResolveSecrets())
+	assert.Equal(t, "dev-secret", got.Cloud.Token)
+	assert.Equal(t, cfg.Cloud.AuthURL, got.Cloud.AuthURL)
+	assert.Equal(t, cfg.Redis, got.Redis)
+	assert.Equal(t, "n1", got.Node)
+	require.Len(t, got.Watch, 1)
+	assert.Equal(t, cfg.Watch[0].Dir, got.Watch[0].Dir)
+	assert.True(t, got.Watch[0].Public)
+	assert.False(t, got.Watch[0].UploadsMetafile())
+	assert.Equal(t, cfg.Watch[0].Defaults, got.Watch[0].Defaults)
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -186,7 +187,11 @@ func (a *app) config(cmd *cobra.Command) (*config.Config, error) {
 		return a.cfg, nil
 	}
 	explicit := cmd.Flags().Changed("config")
-	cfg, err := config.Load(a.cfgPath, !explicit, a.opts.Getenv)
+	path := a.cfgPath
+	if !explicit {
+		path = defaultConfigPath(path)
+	}
+	cfg, err := config.Load(path, !explicit, a.opts.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +201,20 @@ func (a *app) config(cmd *cobra.Command) (*config.Config, error) {
 	}
 	a.cfg = cfg
 	return cfg, nil
+}
+
+// defaultConfigPath is def when it exists, else the configuration a
+// `syncd --dev` running in this directory left under ./state, so that the
+// README's quick start needs no configuration file.
+func defaultConfigPath(def string) string {
+	if _, err := os.Stat(def); err == nil {
+		return def
+	}
+	dev := filepath.Join(config.Default().StateDir, config.DevConfigFile)
+	if _, err := os.Stat(dev); err == nil {
+		return dev
+	}
+	return def
 }
 
 // secrets reads token_file and password_file; only the commands that talk

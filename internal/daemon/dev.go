@@ -19,6 +19,9 @@ import (
 // DevListen is where --dev serves its sandbox cloud.
 const DevListen = "127.0.0.1:8780"
 
+// devTokenFile (under state_dir) keeps the dev user's token across restarts.
+const devTokenFile = "dev-token"
+
 // devUserUUID is stable so the sandbox's persisted objects stay the dev user's.
 const devUserUUID = "de000000-0000-4000-8000-00000000dev1"
 
@@ -37,7 +40,7 @@ func StartDevCloud(stateDir, listen string) (*DevCloud, error) {
 	if err := os.MkdirAll(filepath.Join(stateDir, "sandbox"), 0o700); err != nil {
 		return nil, fmt.Errorf("dev: state dir: %w", err)
 	}
-	token, err := devToken(filepath.Join(stateDir, "dev-token"))
+	token, err := devToken(filepath.Join(stateDir, devTokenFile))
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,9 @@ func Main(ctx context.Context, o MainOptions) error {
 		}
 		defer dc.Close()
 		cfg = DevConfig(cfg, dc)
+		if err := cfg.WriteDev(filepath.Join(cfg.StateDir, config.DevConfigFile), filepath.Join(cfg.StateDir, devTokenFile)); err != nil {
+			return fmt.Errorf("dev: %w", err)
+		}
 		for _, w := range cfg.Watch {
 			if err := os.MkdirAll(w.Dir, 0o755); err != nil {
 				return fmt.Errorf("dev: %w", err)
