@@ -142,6 +142,23 @@ func planImage(insp *asynq.Inspector, catalog *jobs.Catalog, f jobs.FileFacts) (
 	if pi.Register, err = lookupTask(insp, reg); err != nil {
 		return pi, err
 	}
+	// The registration that follows an upload is named after the uploaded
+	// hash; the one a metafile edit queues, with no hash. Either one done
+	// with the current metafiles means the image is registered as they say.
+	if hash := uploadedHash(insp, up); hash != "" {
+		byUpload, err := catalog.RegisterRequest(f, hash, "", "plan", false)
+		if err != nil {
+			pi.Action, pi.Reason = ActionError, err.Error()
+			return pi, nil
+		}
+		t, err := lookupTask(insp, byUpload)
+		if err != nil {
+			return pi, err
+		}
+		if statusRank[t.Status] > statusRank[pi.Register.Status] {
+			pi.Register = t
+		}
+	}
 	switch pi.Upload.Status {
 	case TaskNew:
 		pi.Action, pi.Reason = ActionUpload, "new or changed file: would upload (only missing blocks are sent) and register"
@@ -162,6 +179,23 @@ func planImage(insp *asynq.Inspector, catalog *jobs.Catalog, f jobs.FileFacts) (
 		}
 	}
 	return pi, nil
+}
+
+// statusRank orders what a task can say about a step: work in flight wins,
+// then work done, then a failure, then nothing.
+var statusRank = map[string]int{TaskNew: 0, TaskFailed: 1, TaskDone: 2, TaskQueued: 3}
+
+// uploadedHash is the Merkle hash a completed upload task reported, or "".
+func uploadedHash(insp *asynq.Inspector, up jobs.Request) string {
+	ti, err := insp.GetTaskInfo(up.Queue, up.ID)
+	if err != nil || ti.State != asynq.TaskStateCompleted {
+		return ""
+	}
+	p, ok := jobs.DecodeProgress(ti.Result)
+	if !ok {
+		return ""
+	}
+	return p.ObjectHash
 }
 
 func lookupTask(insp *asynq.Inspector, r jobs.Request) (PlanTask, error) {

@@ -39,6 +39,12 @@ func startWorker(t *testing.T, e *env) *worker {
 		if w.fail[id] {
 			return fmt.Errorf("cannot read image file: permission denied: %w", asynq.SkipRetry)
 		}
+		if task.Type() == jobs.TypeUpload {
+			// Like the real handler, report the uploaded hash: the
+			// registration that follows is named after it.
+			b, _ := json.Marshal(jobs.Progress{Phase: jobs.PhaseDone, ObjectHash: "hash"})
+			_, _ = task.ResultWriter().Write(b)
+		}
 		return nil
 	})))
 	t.Cleanup(srv.Shutdown)
@@ -68,7 +74,7 @@ func waitState(t *testing.T, e *env, queue, id string, st asynq.TaskState) {
 func TestPlan(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		w := startWorker(t, e)
-		for _, p := range []string{"new.diskdump", "same.diskdump", "tmpl/changed.diskdump", "failed.diskdump", "queued.diskdump"} {
+		for _, p := range []string{"new.diskdump", "same.diskdump", "tmpl/changed.diskdump", "failed.diskdump", "queued.diskdump", "meta.diskdump"} {
 			writeFile(t, filepath.Join(e.root, p), "image "+p)
 		}
 		writeFile(t, filepath.Join(e.root, "tmpl", "_template.meta"), `{"properties": {"OS": "debian"}}`)
@@ -103,6 +109,14 @@ func TestPlan(t *testing.T) {
 		}
 		done("same.diskdump", true)
 		done("tmpl/changed.diskdump", true)
+		// Registered by a metafile edit after its upload: that registration
+		// carries no hash, and counts as much as the upload's own.
+		done("meta.diskdump", false)
+		viaMeta, err := catalog.RegisterRequest(facts["meta.diskdump"], "", "", "metafile", false)
+		require.NoError(t, err)
+		_, err = enq.Enqueue(context.Background(), viaMeta)
+		require.NoError(t, err)
+		waitState(t, e, viaMeta.Queue, viaMeta.ID, asynq.TaskStateCompleted)
 		failedUp, err := catalog.UploadRequest(facts["failed.diskdump"], false)
 		require.NoError(t, err)
 		w.setFail(failedUp.ID)
@@ -129,12 +143,14 @@ func TestPlan(t *testing.T) {
 		for _, im := range doc.Images {
 			got[im.RelPath] = im
 		}
-		require.Len(t, got, 5)
+		require.Len(t, got, 6)
 		assert.Equal(t, ActionUpload, got["new.diskdump"].Action)
 		assert.Equal(t, TaskNew, got["new.diskdump"].Upload.Status)
 		assert.Equal(t, "/images/new.diskdump", got["new.diskdump"].Location)
 		assert.Equal(t, ActionNone, got["same.diskdump"].Action)
 		assert.Equal(t, TaskDone, got["same.diskdump"].Register.Status)
+		assert.Equal(t, ActionNone, got["meta.diskdump"].Action)
+		assert.Equal(t, viaMeta.ID, got["meta.diskdump"].Register.TaskID)
 		assert.Equal(t, ActionRegister, got["tmpl/changed.diskdump"].Action)
 		assert.Equal(t, TaskDone, got["tmpl/changed.diskdump"].Upload.Status)
 		assert.Equal(t, TaskNew, got["tmpl/changed.diskdump"].Register.Status)
@@ -143,13 +159,13 @@ func TestPlan(t *testing.T) {
 		assert.Contains(t, got["failed.diskdump"].Reason, "syncctl inspect "+failedUp.ID)
 		assert.Equal(t, ActionQueued, got["queued.diskdump"].Action)
 		assert.Equal(t, "scheduled", got["queued.diskdump"].Upload.State)
-		assert.Equal(t, map[string]int{"upload": 1, "register": 1, "none": 1, "queued": 1, "failed": 1, "error": 0}, doc.Summary)
+		assert.Equal(t, map[string]int{"upload": 1, "register": 1, "none": 2, "queued": 1, "failed": 1, "error": 0}, doc.Summary)
 		require.Len(t, doc.Problems, 1)
 		assert.Contains(t, doc.Problems[0].Error, "broken symlink")
 
 		code, out, errOut := e.run("plan")
 		require.Equal(t, 0, code, errOut)
-		for _, s := range []string{"would upload", "would re-register", "up to date", "failed:", "queued: upload scheduled", "cannot read", "5 image(s)"} {
+		for _, s := range []string{"would upload", "would re-register", "up to date", "failed:", "queued: upload scheduled", "cannot read", "6 image(s)"} {
 			assert.Contains(t, out, s)
 		}
 
