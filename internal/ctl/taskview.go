@@ -21,7 +21,8 @@ import (
 //	  "location": "/images/a/b.diskdump", // /container/object; "" for republish
 //	  "retried": 3, "max_retry": 12,
 //	  "last_error": "…", "last_failed_at": "2025-01-02T03:04:05Z" | null,
-//	  "next_process_at": … | null, "completed_at": … | null,
+//	  "next_process_at": … | null,      // scheduled and retry tasks only
+//	  "completed_at": … | null,
 //	  "orphaned": false,                // active with no live worker
 //	  "progress": {…jobs.Progress…} | null
 //	}
@@ -72,6 +73,11 @@ func taskView(ti *asynq.TaskInfo) Task {
 		Retried: ti.Retried, MaxRetry: ti.MaxRetry, LastError: ti.LastErr,
 		LastFailedAt: timePtr(ti.LastFailedAt), NextProcessAt: timePtr(ti.NextProcessAt),
 		CompletedAt: timePtr(ti.CompletedAt), Orphaned: ti.IsOrphaned,
+	}
+	// asynq reports "now" as a pending task's next run, a different value on
+	// every read; only scheduled and retrying tasks have a time to wait for.
+	if ti.State != asynq.TaskStateScheduled && ti.State != asynq.TaskStateRetry {
+		t.NextProcessAt = nil
 	}
 	var p payloadRef
 	if json.Unmarshal(ti.Payload, &p) == nil {
