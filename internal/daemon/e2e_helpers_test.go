@@ -25,7 +25,7 @@ import (
 
 // redisDBCounter hands each e2e daemon its own database on a shared real
 // Redis, so tests (and packages running in parallel) never see each other's
-// queues. DBs 8-15 are reserved for this package.
+// queues. DBs 8-12 are reserved for this package (internal/ctl uses 13).
 var redisDBCounter atomic.Int32
 
 // testRedis returns the Redis config for a test daemon: the real Redis at
@@ -36,7 +36,7 @@ func testRedis(t *testing.T) config.Redis {
 	if addr == "" {
 		return config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: "127.0.0.1:0"}
 	}
-	db := 8 + int(redisDBCounter.Add(1)-1)%8
+	db := 8 + int(redisDBCounter.Add(1)-1)%5
 	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
 	defer rdb.Close()
 	require.NoError(t, rdb.FlushDB(context.Background()).Err(), "flush redis db %d", db)
