@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -582,8 +584,7 @@ func (p *Proc) Log(t testing.TB) []byte {
 	return b
 }
 
-// ReadyAddr waits for the child's "syncd running" log line and returns the
-// metrics listener's address from it.
+// WaitRunning waits for the child's "syncd running" log line.
 func (p *Proc) WaitRunning(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	Eventually(t, timeout, "syncd to log \"syncd running\"", func() bool {
@@ -592,4 +593,197 @@ func (p *Proc) WaitRunning(t testing.TB, timeout time.Duration) {
 		}
 		return bytes.Contains(p.Log(t), []byte(`"syncd running"`))
 	})
+}
+
+// Holds lets a test stop chosen requests on their way into (or out of) a
+// sandbox cloud, to land a crash or a fault at an exact point of the flow.
+type Holds struct {
+	mu    sync.Mutex
+	rules []*Hold
+}
+
+// Hold is one rule: the matching requests wait until Release.
+type Hold struct {
+	match       func(*http.Request) bool
+	after       bool
+	arrived     chan struct{}
+	arrivedOnce sync.Once
+	released    chan struct{}
+	releaseOnce sync.Once
+	count       int
+	waiting     atomic.Int32
+}
+
+// StartHoldableCloud is StartCloud with a Holds in front of the sandbox.
+func StartHoldableCloud(t testing.TB, cfg sandbox.Config) (*sandboxtest.Cloud, *Holds) {
+	t.Helper()
+	if len(cfg.Users) == 0 {
+		cfg.Users = []sandbox.User{sandboxtest.Alice, sandboxtest.Bob}
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	srv, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	h := &Holds{}
+	next := srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, next) }))
+	t.Cleanup(func() {
+		h.ReleaseAll()
+		hs.Close()
+		if err := srv.Close(); err != nil {
+			t.Errorf("sandbox close: %v", err)
+		}
+	})
+	users := srv.Users()
+	return &sandboxtest.Cloud{Server: srv, HTTP: hs, URL: hs.URL, AuthURL: hs.URL + "/identity/v2.0", User: users[0], Users: users}, h
+}
+
+// Before holds matching requests before the sandbox sees them. A held
+// request whose client goes away is dropped unserved.
+func (h *Holds) Before(match func(*http.Request) bool) *Hold { return h.add(match, false) }
+
+// After lets the sandbox apply matching requests and holds their answers:
+// the change is made but the client has not heard of it.
+func (h *Holds) After(match func(*http.Request) bool) *Hold { return h.add(match, true) }
+
+func (h *Holds) add(match func(*http.Request) bool, after bool) *Hold {
+	x := &Hold{match: match, after: after, arrived: make(chan struct{}), released: make(chan struct{})}
+	h.mu.Lock()
+	h.rules = append(h.rules, x)
+	h.mu.Unlock()
+	return x
+}
+
+// Waiting is the number of requests held now by any hold.
+func (h *Holds) Waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, x := range h.rules {
+		n += x.Waiting()
+	}
+	return n
+}
+
+// ReleaseAll releases every hold.
+func (h *Holds) ReleaseAll() {
+	h.mu.Lock()
+	rules := append([]*Hold(nil), h.rules...)
+	h.mu.Unlock()
+	for _, x := range rules {
+		x.Release()
+	}
+}
+
+func (h *Holds) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	var hold *Hold
+	h.mu.Lock()
+	for _, x := range h.rules {
+		select {
+		case <-x.released:
+			continue
+		default:
+		}
+		if x.match(r) {
+			x.count++
+			hold = x
+			break
+		}
+	}
+	h.mu.Unlock()
+	if hold == nil {
+		next.ServeHTTP(w, r)
+		return
+	}
+	hold.waiting.Add(1)
+	defer hold.waiting.Add(-1)
+	// net/http notices a client going away (and cancels r.Context) only
+	// once the request body has been read: read it now.
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if !hold.after {
+		hold.arrivedOnce.Do(func() { close(hold.arrived) })
+		select {
+		case <-hold.released:
+			next.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
+		return
+	}
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	hold.arrivedOnce.Do(func() { close(hold.arrived) })
+	select {
+	case <-hold.released:
+	case <-r.Context().Done():
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// Arrived is closed when the first matching request is held.
+func (x *Hold) Arrived() <-chan struct{} { return x.arrived }
+
+// Waiting is the number of requests held now. After killing a client, wait
+// for it to drop to 0 before Release, or the dead client's requests may
+// still be served.
+func (x *Hold) Waiting() int { return int(x.waiting.Load()) }
+
+// Release lets the held requests (and all later ones) through.
+func (x *Hold) Release() { x.releaseOnce.Do(func() { close(x.released) }) }
+
+// Matchers for Holds.
+
+// IsBlockUpload matches a Pithos block upload (POST <container>?update).
+func IsBlockUpload(r *http.Request) bool {
+	_, ok := r.URL.Query()["update"]
+	return r.Method == http.MethodPost && ok && strings.HasPrefix(r.URL.Path, "/object-store/")
+}
+
+// IsHashmapPut matches a Pithos hashmap PUT (PUT <object>?hashmap).
+func IsHashmapPut(r *http.Request) bool {
+	_, ok := r.URL.Query()["hashmap"]
+	return r.Method == http.MethodPut && ok && strings.HasPrefix(r.URL.Path, "/object-store/")
+}
+
+// IsMetafilePut matches the upload of an <object>.meta.
+func IsMetafilePut(r *http.Request) bool {
+	return r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/object-store/") && strings.HasSuffix(r.URL.Path, ".meta")
+}
+
+// IsRegister matches Plankton's POST /images/ (a registration).
+func IsRegister(r *http.Request) bool {
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	return r.Method == http.MethodPost && (p == "/image/v1.0/images" || p == "/image/v1/images")
+}
+
+// IsMembersPut matches Plankton's PUT /images/<id>/members (publishing).
+func IsMembersPut(r *http.Request) bool {
+	return r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/image/") && strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/members")
+}
+
+// Members lists an image's members (user uuids) as Plankton reports them.
+func Members(t testing.TB, cloud *sandboxtest.Cloud, imageID string) []string {
+	t.Helper()
+	var body struct {
+		Members []struct {
+			MemberID string `json:"member_id"`
+		} `json:"members"`
+	}
+	getJSON(t, cloud.ImageURL()+"/v1.0/images/"+imageID+"/members", cloud.User.Token, &body)
+	var out []string
+	for _, m := range body.Members {
+		out = append(out, m.MemberID)
+	}
+	return out
 }
