@@ -15,8 +15,10 @@ type blockRef struct {
 }
 
 // blockSender uploads missing blocks, concurrency at a time. Blocks are read
-// back from the file by offset when they are sent, never kept from hashing,
-// so a sender holds one pool buffer and memory stays concurrency×blockSize.
+// back from the file by offset when they are sent, never kept from hashing.
+// An *os.File is sent with sendfile(2) (see fileBlocks) and needs no buffer;
+// any other File is read into one pool buffer per sender, so memory stays
+// at most concurrency×blockSize.
 type blockSender struct {
 	c           *Client
 	container   string
@@ -37,13 +39,17 @@ func (s *blockSender) send(ctx context.Context, refs []blockRef) error {
 		return nil
 	}
 	workers := min(max(s.concurrency, 1), len(refs), s.pool.limit())
+	fb := newFileBlocks(s.r)
 	var next atomic.Int64
 	return runWorkers(ctx, workers, func(ctx context.Context) error {
-		buf, err := s.pool.get(ctx)
-		if err != nil {
-			return err
+		var buf []byte
+		if fb == nil {
+			var err error
+			if buf, err = s.pool.get(ctx); err != nil {
+				return err
+			}
+			defer s.pool.put(buf)
 		}
-		defer s.pool.put(buf)
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -52,21 +58,39 @@ func (s *blockSender) send(ctx context.Context, refs []blockRef) error {
 			if i >= int64(len(refs)) {
 				return nil
 			}
-			if err := s.sendOne(ctx, buf, refs[i]); err != nil {
+			if err := s.sendOne(ctx, fb, buf, refs[i]); err != nil {
 				return err
 			}
 		}
 	})
 }
 
-func (s *blockSender) sendOne(ctx context.Context, buf []byte, ref blockRef) error {
+// sendOne sends one block: from the file by sendfile when fb is set,
+// otherwise read into buf first.
+func (s *blockSender) sendOne(ctx context.Context, fb *fileBlocks, buf []byte, ref blockRef) error {
 	off := ref.index * s.blockSize
+	length := min(s.blockSize, s.size-off)
 	want := ref.sum.String()
-	block, err := readBlock(s.r, buf, off, min(s.blockSize, s.size-off))
-	if err != nil {
-		return &BlockError{Index: ref.index, Offset: off, Hash: want, Op: "read", Err: err}
+	var got string
+	var err error
+	if fb != nil {
+		if err := fb.shrank(off, length); err != nil {
+			return &BlockError{Index: ref.index, Offset: off, Hash: want, Op: "read", Err: err}
+		}
+		got, err = s.c.uploadBlockBody(ctx, s.container, length, func() (io.ReadCloser, error) { return fb.open(off, length) })
+		if err != nil && ctx.Err() == nil {
+			if serr := fb.shrank(off, length); serr != nil {
+				// The body came up short because the file shrank.
+				return &BlockError{Index: ref.index, Offset: off, Hash: want, Op: "read", Err: serr}
+			}
+		}
+	} else {
+		block, rerr := readBlock(s.r, buf, off, length)
+		if rerr != nil {
+			return &BlockError{Index: ref.index, Offset: off, Hash: want, Op: "read", Err: rerr}
+		}
+		got, err = s.c.UploadBlock(ctx, s.container, block)
 	}
-	got, err := s.c.UploadBlock(ctx, s.container, block)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
@@ -80,7 +104,7 @@ func (s *blockSender) sendOne(ctx context.Context, buf []byte, ref blockRef) err
 			Err: fmt.Errorf("%w: the server computed hash %s for the bytes sent", ErrFileChanged, got)}
 	}
 	if s.sent != nil {
-		s.sent(int64(len(block)))
+		s.sent(length)
 	}
 	return nil
 }

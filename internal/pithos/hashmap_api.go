@@ -173,14 +173,29 @@ func (c *Client) UploadBlock(ctx context.Context, container string, block []byte
 	if len(block) == 0 {
 		return "", errors.New("pithos: upload block: empty block")
 	}
+	return c.uploadBlockBody(ctx, container, int64(len(block)),
+		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(block)), nil })
+}
+
+// uploadBlockBody is UploadBlock for a body of length bytes that open
+// produces, once per attempt (so a retry never shares a reader with an
+// attempt the transport may still be finishing).
+func (c *Client) uploadBlockBody(ctx context.Context, container string, length int64, open func() (io.ReadCloser, error)) (string, error) {
+	body, err := open()
+	if err != nil {
+		return "", err
+	}
+	// The transport closes every body it is given; this covers a request
+	// that failed before reaching it (bodies tolerate a second Close).
+	defer body.Close()
 	resp, err := c.rest.Do(ctx, &rest.Request{
 		Method:        http.MethodPost,
 		Path:          c.containerPath(container),
 		Query:         []rest.Param{{Key: "update"}, {Key: "format", Value: "json"}},
 		Header:        http.Header{"Content-Type": {mediaOctetStream}},
-		Body:          bytes.NewReader(block),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(block)), nil },
-		ContentLength: int64(len(block)),
+		Body:          body,
+		GetBody:       open,
+		ContentLength: length,
 		Success:       []int{http.StatusAccepted},
 	})
 	if err != nil {
