@@ -94,7 +94,7 @@ func Run(ctx context.Context, opts Options) error {
 		session.Invalidate()
 	})
 	worker := jobs.NewWorker(jobs.Deps{
-		Session: session, Catalog: catalog, Enqueuer: enq, Cache: cache, Metrics: m, Log: log, Gate: gate,
+		Session: session, Catalog: catalog, Enqueuer: enq, Cache: cache, Metrics: m, Log: log, Gate: gate, Redis: conn.Client,
 		Blocks: cfg.Upload.Blocks, HashWorkers: cfg.Upload.HashWorkers,
 	})
 

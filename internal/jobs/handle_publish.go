@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/hibiken/asynq"
@@ -23,6 +24,11 @@ func (w *Worker) handlePublish(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return asJobError(what, err)
 	}
+	release, err := w.lock.acquire(ctx, p.Location())
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer release()
 	changed, err := st.Images.Publish(ctx, p.ImageID, p.Public, p.Members)
 	if err != nil {
 		return asJobError(what, err)

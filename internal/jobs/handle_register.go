@@ -66,6 +66,11 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	}
 
 	loc := location.Location{Account: st.UserUUID, Container: p.Container, Object: p.Object}
+	release, err := w.lock.acquire(ctx, p.Location())
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer release()
 	img, rec, err := st.Images.Reconcile(ctx, image.ReconcileRequest{Location: loc, Desired: desired, ImageID: imageID, Checksum: checksum})
 	if errors.Is(err, image.ErrChecksumMismatch) {
 		// The object was overwritten after this registration was queued:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/imagesync/imagesync/internal/cloud"
@@ -19,13 +20,16 @@ import (
 
 // Deps are what the handlers need; the daemon builds them once.
 type Deps struct {
-	Session     *cloud.Session
-	Catalog     *Catalog
-	Enqueuer    *Enqueuer
-	Cache       *pithos.HashmapCache
-	Metrics     *metrics.Metrics
-	Log         *zap.Logger
-	Gate        *AuthGate
+	Session  *cloud.Session
+	Catalog  *Catalog
+	Enqueuer *Enqueuer
+	Cache    *pithos.HashmapCache
+	Metrics  *metrics.Metrics
+	Log      *zap.Logger
+	Gate     *AuthGate
+	// Redis, if set, serialises the register and publish jobs of each
+	// image (see imageLock).
+	Redis       redis.UniversalClient
 	Blocks      int
 	HashWorkers int
 	// Now is the clock for metadata placeholders ({{.Date}} falls back to it).
@@ -34,7 +38,8 @@ type Deps struct {
 
 // Worker holds the task handlers.
 type Worker struct {
-	d Deps
+	d    Deps
+	lock *imageLock
 }
 
 // NewWorker returns the handlers for deps.
@@ -45,7 +50,11 @@ func NewWorker(d Deps) *Worker {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Worker{d: d}
+	w := &Worker{d: d}
+	if d.Redis != nil {
+		w.lock = &imageLock{rdb: d.Redis, ttl: 2 * time.Minute, poll: 50 * time.Millisecond}
+	}
+	return w
 }
 
 // Handler routes every imagesync task type, wrapped in the logging,

@@ -69,7 +69,7 @@ func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) 
 	gate := NewAuthGate(rdb, p.insp, queues, log, session.Invalidate)
 	cache, err := pithos.OpenHashmapCache(filepath.Join(t.TempDir(), "cache"))
 	require.NoError(t, err)
-	w2 := NewWorker(Deps{Session: session, Catalog: p.catalog, Enqueuer: p.enq, Cache: cache, Log: log, Gate: gate, Blocks: 4})
+	w2 := NewWorker(Deps{Session: session, Catalog: p.catalog, Enqueuer: p.enq, Cache: cache, Log: log, Gate: gate, Redis: rdb, Blocks: 4})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, QueueDefault: 1},
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },

@@ -1,0 +1,52 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// imageLock serialises the jobs that write one image's registration and
+// permissions (register, publish) across workers and daemons. Without it a
+// metafile edit's registration and the upload's own could both find the
+// image unregistered and both POST it; each POST resets the permissions
+// the other's publish set. Held for seconds, so waiting beats retrying.
+type imageLock struct {
+	rdb  redis.UniversalClient
+	ttl  time.Duration // a crashed holder's lock expires after this
+	poll time.Duration
+}
+
+const imageLockPrefix = "imagesync:lock:image:"
+
+// releaseScript deletes the lock only if this holder still owns it.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// acquire waits until it holds the lock of the image at location, or ctx
+// ends. A nil imageLock locks nothing.
+func (l *imageLock) acquire(ctx context.Context, location string) (release func(), err error) {
+	if l == nil || l.rdb == nil {
+		return func() {}, nil
+	}
+	key := imageLockPrefix + location
+	owner := rand.Text()
+	for {
+		ok, err := l.rdb.SetNX(ctx, key, owner, l.ttl).Result()
+		if err != nil {
+			return nil, fmt.Errorf("locking image %s: %w", location, err)
+		}
+		if ok {
+			return func() { _ = releaseScript.Run(context.WithoutCancel(ctx), l.rdb, []string{key}, owner).Err() }, nil
+		}
+		t := time.NewTimer(l.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
