@@ -85,6 +85,10 @@ type Watch struct {
 	// Shared marks a root every node can read (e.g. NFS): its uploads may run
 	// on any node instead of this node's own queue.
 	Shared bool `yaml:"shared"`
+	// UnregisterDeleted unregisters an image from Plankton when its file is
+	// removed from the folder (the Pithos object stays). Off by default:
+	// a removal is only logged.
+	UnregisterDeleted bool `yaml:"unregister_deleted"`
 }
 
 // UploadsMetafile reports whether <object>.meta is uploaded after registration.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -34,8 +35,7 @@ func (d *dispatcher) run(ctx context.Context, events <-chan watch.Event, onReady
 		case watch.MetaChanged:
 			d.metaChanged(ctx, e)
 		case watch.ImageRemoved:
-			d.log.Info("image file removed; its registered image is left as it is",
-				zap.String("root", e.Root), zap.String("path", e.RelPath))
+			d.imageRemoved(ctx, e)
 		case watch.RescanDone:
 			if e.Initial {
 				initial[e.Root] = true
@@ -67,6 +67,26 @@ func (d *dispatcher) imageReady(ctx context.Context, e watch.ImageReady) {
 		return
 	}
 	log.Info("image ready", zap.String("task", req.ID), zap.String("outcome", string(out)), zap.Int64("size", e.Size))
+}
+
+func (d *dispatcher) imageRemoved(ctx context.Context, e watch.ImageRemoved) {
+	log := d.log.With(zap.String("root", e.Root), zap.String("path", e.RelPath))
+	w, err := d.catalog.Root(e.Root)
+	if err != nil || !w.UnregisterDeleted {
+		log.Info("image file removed; its registered image is left as it is (set unregister_deleted to remove it)")
+		return
+	}
+	req, err := d.catalog.UnregisterRequest(e.Root, e.RelPath, time.Now())
+	if err != nil {
+		log.Error("cannot unregister the removed image", zap.Error(err))
+		return
+	}
+	out, err := d.enq.Enqueue(ctx, req)
+	if err != nil {
+		log.Error("cannot enqueue unregistration", zap.Error(err))
+		return
+	}
+	log.Info("image file removed: unregistration queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
 }
 
 func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {

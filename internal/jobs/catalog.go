@@ -118,6 +118,20 @@ func PublishRequest(ref ImageRef, imageID string, public bool, members []string,
 	}
 }
 
+// UnregisterRequest builds the task that unregisters the image whose file
+// was removed at removedAt.
+func (c *Catalog) UnregisterRequest(rootDir, rel string, removedAt time.Time) (Request, error) {
+	ref, err := c.Ref(rootDir, rel)
+	if err != nil {
+		return Request{}, err
+	}
+	p := UnregisterPayload{V: PayloadVersion, ImageRef: ref, RemovedAt: removedAt.UTC().Format(time.RFC3339Nano)}
+	return Request{
+		Type: TypeUnregister, ID: UnregisterTaskID(p), Queue: QueueDefault, Payload: p,
+		Opts: []asynq.Option{asynq.Timeout(5 * time.Minute), asynq.MaxRetry(12)},
+	}, nil
+}
+
 // MetaFingerprint hashes everything the desired metadata of ref is built
 // from: the watch entry's defaults and public flag, every _template.meta
 // from the root down, and the image's own metafile.

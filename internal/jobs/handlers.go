@@ -66,6 +66,7 @@ func (w *Worker) Handler() asynq.Handler {
 	mux.HandleFunc(TypeRegister, w.handleRegister)
 	mux.HandleFunc(TypePublish, w.handlePublish)
 	mux.HandleFunc(TypeRepublish, w.handleRepublish)
+	mux.HandleFunc(TypeUnregister, w.handleUnregister)
 	return mux
 }
 

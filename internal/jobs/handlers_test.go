@@ -287,3 +287,31 @@ func hashOf(p *pipeline, object string) string {
 	require.NoError(p.t, err)
 	return oi.Hash
 }
+
+func TestUnregisterARemovedImageKeepsItsObject(t *testing.T) {
+	p := newPipeline(t, sandbox.Config{}, "", config.Watch{UnregisterDeleted: true})
+	f := p.write("gone.diskdump", []byte("bytes of an image"))
+	back := p.write("back.diskdump", []byte("bytes of another image"))
+	for _, ff := range []FileFacts{f, back} {
+		up, err := p.catalog.UploadRequest(ff, false)
+		p.enqueue(up, err)
+	}
+	require.Eventually(t, func() bool { return p.image("gone.diskdump") != nil && p.image("back.diskdump") != nil },
+		10*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, os.Remove(f.AbsPath))
+	req, err := p.catalog.UnregisterRequest(f.Root, f.RelPath, time.Now())
+	p.enqueue(req, err)
+	p.wait(QueueDefault, req.ID, asynq.TaskStateCompleted)
+	require.Nil(t, p.image("gone.diskdump"), "unregistered")
+	_, err = p.state.Pithos.ObjectInfo(p.ctx, "images", "gone.diskdump", nil)
+	require.NoError(t, err, "the object stays")
+
+	// A file that is back by the time the task runs keeps its image.
+	req, err = p.catalog.UnregisterRequest(back.Root, back.RelPath, time.Now())
+	p.enqueue(req, err)
+	info := p.wait(QueueDefault, req.ID, asynq.TaskStateCompleted)
+	prog, _ := DecodeProgress(info.Result)
+	require.Contains(t, prog.Note, "the file is back")
+	require.NotNil(t, p.image("back.diskdump"))
+}

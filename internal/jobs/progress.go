@@ -42,10 +42,11 @@ func DecodeProgress(b []byte) (Progress, bool) {
 // Phases of the register, publish and republish jobs (uploads report
 // pithos' hashing, uploading and finalizing first).
 const (
-	PhaseRegistering = "registering"
-	PhasePublishing  = "publishing"
-	PhaseSweeping    = "sweeping"
-	PhaseDone        = "done"
+	PhaseRegistering   = "registering"
+	PhasePublishing    = "publishing"
+	PhaseSweeping      = "sweeping"
+	PhaseUnregistering = "unregistering"
+	PhaseDone          = "done"
 )
 
 // resultWriter is the task's ResultWriter, or nil (not a typed nil) for a

@@ -18,6 +18,9 @@ const (
 	TypeRegister  = "image:register"
 	TypePublish   = "image:publish"
 	TypeRepublish = "image:republish"
+	// TypeUnregister removes the registration of an image whose file was
+	// deleted (only for watch roots with unregister_deleted).
+	TypeUnregister = "image:unregister"
 )
 
 // Queues. Uploads need the file, so they run on the node that has it
@@ -91,6 +94,15 @@ type PublishPayload struct {
 	After string `json:"after"`
 }
 
+// UnregisterPayload is image:unregister's payload.
+type UnregisterPayload struct {
+	V int `json:"v"`
+	ImageRef
+	// RemovedAt is when the watcher saw the file go (RFC 3339): each
+	// removal is its own task.
+	RemovedAt string `json:"removed_at"`
+}
+
 // RepublishPayload is image:republish's payload.
 type RepublishPayload struct {
 	V      int    `json:"v"`
@@ -126,6 +138,11 @@ func RegisterTaskID(p RegisterPayload) string {
 // PublishTaskID identifies publishing after one registration with one ACL.
 func PublishTaskID(p PublishPayload) string {
 	return "publish:" + fingerprint(p.Location(), p.ImageID, fmt.Sprint(p.Public), strings.Join(p.Members, ","), p.After)
+}
+
+// UnregisterTaskID identifies one removal of one image file.
+func UnregisterTaskID(p UnregisterPayload) string {
+	return "unregister:" + fingerprint(p.Location(), p.RemovedAt)
 }
 
 // RepublishTaskID identifies one sweep per schedule tick across all daemons.
