@@ -149,9 +149,13 @@ func TestPipelineUploadsRegistersPublishesAndUploadsTheMetafile(t *testing.T) {
 	require.Equal(t, map[string]string{"os": "debian", "description": "deb 12 #1% built sub"}, img.Properties)
 
 	// The metafile beside the object is the registered image, reusable
-	// as a template.
-	rc, _, err := p.state.Pithos.GetObject(p.ctx, "images", "sub/deb 12 #1%.diskdump.meta", nil)
-	require.NoError(t, err)
+	// as a template. It is written after the registration shows.
+	var rc io.ReadCloser
+	require.Eventually(t, func() bool {
+		var err error
+		rc, _, err = p.state.Pithos.GetObject(p.ctx, "images", "sub/deb 12 #1%.diskdump.meta", nil)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
 	body, _ := io.ReadAll(rc)
 	rc.Close()
 	var meta map[string]any
@@ -276,9 +280,7 @@ func TestABadTokenPausesTheQueues(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, reason, "401")
 	require.NotContains(t, reason, "not-a-valid-token", "the token is never recorded")
-	info, err := p.insp.GetTaskInfo(up.Queue, up.ID)
-	require.NoError(t, err)
-	require.Equal(t, asynq.TaskStateRetry, info.State, "the task waits for a valid token instead of being archived")
+	p.wait(up.Queue, up.ID, asynq.TaskStateRetry) // it waits for a valid token instead of being archived
 }
 
 func hashOf(p *pipeline, object string) string {
