@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,13 +22,21 @@ type dispatcher struct {
 	log     *zap.Logger
 	metrics *metrics.Metrics
 	watcher *watch.Watcher
+
+	// enqueueFailed records an enqueue lost to an unreachable Redis.
+	enqueueFailed atomic.Bool
 }
+
+// redisCheckInterval is how often the dispatcher checks that Redis is
+// reachable (see watchRedis).
+const redisCheckInterval = time.Second
 
 // run consumes events until the channel closes. onReady is called after
 // every root's first scan.
 func (d *dispatcher) run(ctx context.Context, events <-chan watch.Event, onReady func()) {
 	initial := map[string]bool{}
 	readyDone := false
+	go d.watchRedis(ctx, redisCheckInterval)
 	for ev := range events {
 		switch e := ev.(type) {
 		case watch.ImageReady:
@@ -62,6 +71,7 @@ func (d *dispatcher) imageReady(ctx context.Context, e watch.ImageReady) {
 	out, err := d.enq.Enqueue(ctx, req)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
+			d.enqueueFailed.Store(true)
 			log.Error("cannot enqueue upload", zap.Error(err))
 		}
 		return
@@ -106,10 +116,49 @@ func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
 		}
 		out, err := d.enq.Enqueue(ctx, req)
 		if err != nil {
+			d.enqueueFailed.Store(true)
 			log.Error("cannot enqueue registration", zap.Error(err))
 			continue
 		}
 		log.Info("metafile changed: registration queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
+	}
+}
+
+// watchRedis re-derives all work from the watched folders once Redis is
+// reachable again after it was not: enqueues that failed meanwhile are lost,
+// and a Redis that restarted without its data has forgotten every queued
+// task (an in-flight upload cannot even record that it finished). The
+// periodic rescan reports only changed files, so without this those images
+// would wait for the next syncd restart. Deterministic task ids make the
+// re-report free for work Redis still holds.
+func (d *dispatcher) watchRedis(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	down := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := d.enq.Inspector().Queues()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !down {
+				d.log.Warn("Redis is unreachable: queueing paused until it is back", zap.Error(err))
+			}
+			down = true
+		case down || d.enqueueFailed.Load():
+			d.log.Info("Redis is reachable again: rescanning the watched folders to re-queue what was lost")
+			down = false
+			d.enqueueFailed.Store(false)
+			if err := d.watcher.ForceRescan(ctx, true); err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Warn("rescan after Redis came back", zap.Error(err))
+				d.enqueueFailed.Store(true)
+			}
+		}
 	}
 }
 
