@@ -145,10 +145,11 @@ func TestCrashKillMidUploadResumes(t *testing.T) {
 
 	cloud.SetLatency(0)
 	startSyncd(t, cfgPath, logPath)
-	// With a real Redis the killed worker's task stays active until asynq
-	// notices its lease expired (about a minute); embedded Redis starts
+	// With a real Redis the killed worker's task is still "active": the
+	// restart reclaims it (jobs.ReclaimOrphans) instead of waiting out
+	// asynq's lease recovery, up to two minutes. Embedded Redis starts
 	// empty and the start-up scan queues the upload again at once.
-	eventually(t, 100*time.Second, "the image registered after the restart", func() bool {
+	eventually(t, 40*time.Second, "the image registered after the restart", func() bool {
 		return len(images(t, cloud, cloud.User)) == 1
 	})
 

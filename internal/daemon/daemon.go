@@ -112,6 +112,13 @@ func Run(ctx context.Context, opts Options) error {
 			},
 		}
 	}
+	// A syncd of this host killed mid-job left its tasks "active": make them
+	// runnable now rather than after asynq's lease recovery (up to 2 min).
+	if n, err := jobs.ReclaimOrphans(ctx, conn.Client, enq.Inspector(), jobs.UploadQueue(cfg.Node)); err != nil {
+		log.Warn("cannot reclaim the tasks of a crashed syncd; asynq recovers them within two minutes", zap.Error(err))
+	} else if n > 0 {
+		log.Info("reclaimed the tasks a crashed syncd on this host left running; they resume now", zap.Int("tasks", n))
+	}
 	uploads := asynq.NewServerFromRedisClient(conn.Client, serverCfg(cfg.Upload.Files, uploadQueues))
 	general := asynq.NewServerFromRedisClient(conn.Client, serverCfg(4, map[string]int{jobs.QueueDefault: 1}))
 	if err := uploads.Start(worker.Handler()); err != nil {
