@@ -134,28 +134,24 @@ func planImage(insp *asynq.Inspector, catalog *jobs.Catalog, f jobs.FileFacts) (
 	if pi.Upload, err = lookupTask(insp, up); err != nil {
 		return pi, err
 	}
-	reg, err := catalog.RegisterRequest(f, "", "", "plan", false)
-	if err != nil {
-		pi.Action, pi.Reason = ActionError, err.Error()
-		return pi, nil
-	}
-	if pi.Register, err = lookupTask(insp, reg); err != nil {
-		return pi, err
-	}
 	// The registration that follows an upload is named after the uploaded
 	// hash; the one a metafile edit queues, with no hash. Either one done
 	// with the current metafiles means the image is registered as they say.
-	if hash := uploadedHash(insp, up); hash != "" {
-		byUpload, err := catalog.RegisterRequest(f, hash, "", "plan", false)
+	hashes := []string{""}
+	if h := uploadedHash(insp, up); h != "" {
+		hashes = append(hashes, h)
+	}
+	for i, hash := range hashes {
+		reg, err := catalog.RegisterRequest(f, hash, "", "plan", false)
 		if err != nil {
 			pi.Action, pi.Reason = ActionError, err.Error()
 			return pi, nil
 		}
-		t, err := lookupTask(insp, byUpload)
+		t, err := lookupTask(insp, reg)
 		if err != nil {
 			return pi, err
 		}
-		if statusRank[t.Status] > statusRank[pi.Register.Status] {
+		if i == 0 || statusRank[t.Status] > statusRank[pi.Register.Status] {
 			pi.Register = t
 		}
 	}
