@@ -1,12 +1,16 @@
 package reliability
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/imagesync/imagesync/internal/config"
@@ -156,8 +160,19 @@ func TestBadInput(t *testing.T) {
 		daemontest.Eventually(t, 30*time.Second, "an archived task for "+c.rel, func() bool { return archived(c.rel) != "" })
 	}
 	if checkUnreadable {
-		daemontest.Eventually(t, 30*time.Second, "an archived task for "+unreadable, func() bool { return archived(unreadable) != "" })
-		requireContainsAll(t, archived(unreadable), filepath.Join(dir, unreadable), "permission denied", "make it readable by syncd, then run `syncctl retry`")
+		// Never queued: the watcher opens a file before reporting it, and
+		// logs what to do at each rescan (see TestUnreadableFileAsOtherUser).
+		abs := filepath.Join(dir, unreadable)
+		daemontest.Eventually(t, 30*time.Second, "a log line about "+unreadable, func() bool {
+			for _, e := range logs.FilterMessage("cannot read under a watch root").All() {
+				if e.ContextMap()["path"] == abs {
+					requireContainsAll(t, e.ContextMap()["error"].(string), "cannot read (fix its permissions; it is retried at each rescan)", "permission denied")
+					return true
+				}
+			}
+			return false
+		})
+		require.Nil(t, taskFor(daemontest.AllTasks(t, insp), "", unreadable))
 	} else {
 		t.Log("running as root, which can read a chmod 000 file: the unreadable-file case is covered by TestUnreadableFileAsOtherUser")
 	}
@@ -220,4 +235,70 @@ func TestBadInput(t *testing.T) {
 	})
 	require.True(t, d.Running())
 	require.Empty(t, daemontest.HalfRegistered(t, cloud))
+}
+
+// TestUnreadableFileAsOtherUser covers the unreadable-file case when the
+// suite runs as root (which reads a chmod 000 file): syncd runs as a child
+// process under the unprivileged user nobody (65534), so chmod 000 really
+// denies it. It is never queued; the log names the path, the error and what to
+// do; after chmod 644 the next rescan registers the image. When the
+// suite does not run as root, TestBadInput covers it in-process instead.
+func TestUnreadableFileAsOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: TestBadInput checks the chmod 000 file in-process")
+	}
+	const nobody = 65534
+	bin := daemontest.BuildSyncd(t)
+	cloud := daemontest.StartCloud(t, sandbox.Config{})
+	root, err := os.MkdirTemp("", "unreadable-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	require.NoError(t, os.Chmod(root, 0o755))
+	dir := filepath.Join(root, "images")
+	port := freePort(t)
+	rc := config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: fmt.Sprintf("127.0.0.1:%d", port)}
+	cfg := daemontest.Config(t, cloud, rc, dir)
+	cfg.StateDir = filepath.Join(root, "state")
+	require.NoError(t, os.MkdirAll(cfg.StateDir, 0o700))
+	require.NoError(t, os.Chown(cfg.StateDir, nobody, nobody))
+	cfgPath := filepath.Join(root, "syncd.yaml")
+	daemontest.WriteConfig(t, cfg, cfgPath)
+	require.NoError(t, os.Chown(cfgPath, nobody, nobody))
+
+	const locked, fine = "perm/locked.diskdump", "perm/fine.diskdump"
+	daemontest.WriteRandom(t, filepath.Join(dir, fine), 1000)
+	daemontest.WriteRandom(t, filepath.Join(dir, locked), 1000)
+	require.NoError(t, os.Chmod(filepath.Join(dir, locked), 0))
+
+	p := daemontest.StartSyncdAs(t, bin, cfgPath, filepath.Join(root, "syncd.log"), nobody, nobody)
+	p.WaitRunning(t, 30*time.Second)
+	rdb := redis.NewClient(&redis.Options{Addr: rc.EmbeddedListen})
+	t.Cleanup(func() { _ = rdb.Close() })
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+
+	requireAllRegistered(t, cloud, dir, 0, 60*time.Second, fine)
+	// The watcher opens a file before reporting it: an unreadable one is
+	// never queued, and is reported in the log (and the watch-errors metric)
+	// at each rescan until it can be read.
+	abs := filepath.Join(dir, locked)
+	var msg string
+	daemontest.Eventually(t, 30*time.Second, "a log line about the unreadable file", func() bool {
+		for _, line := range bytes.Split(p.Log(t), []byte("\n")) {
+			if bytes.Contains(line, []byte(`"cannot read under a watch root"`)) && bytes.Contains(line, []byte(abs)) {
+				msg = string(line)
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("unreadable file: %s", msg)
+	requireContainsAll(t, msg, `"level":"warn"`, `"path":"`+abs+`"`, "cannot read (fix its permissions; it is retried at each rescan): open "+abs+": permission denied")
+	require.Nil(t, taskFor(daemontest.AllTasks(t, insp), "", locked), "an unreadable file was queued")
+	require.Nil(t, daemontest.ImageByName(daemontest.Images(t, cloud), locked))
+	require.True(t, p.Running())
+
+	// Do what the message says: nothing else is needed.
+	require.NoError(t, os.Chmod(abs, 0o644))
+	requireAllRegistered(t, cloud, dir, 0, 60*time.Second, fine, locked)
+	require.NoError(t, p.Terminate(t, 30*time.Second))
 }

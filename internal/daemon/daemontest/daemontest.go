@@ -460,6 +460,10 @@ func BuildSyncd(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		// Other users may run it (StartSyncdAs).
+		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
+			return
+		}
 		_, file, _, _ := runtime.Caller(0)
 		modRoot := filepath.Join(filepath.Dir(file), "..", "..", "..")
 		bin := filepath.Join(buildDir, "syncd")
@@ -488,6 +492,19 @@ type Proc struct {
 // to logPath. The process is killed when the test ends.
 func StartSyncd(t testing.TB, bin, cfgPath, logPath string) *Proc {
 	t.Helper()
+	return startSyncd(t, bin, cfgPath, logPath, nil)
+}
+
+// StartSyncdAs is StartSyncd running the child as another user (the test
+// must be root): cfgPath, the state dir and the watch roots must be usable
+// by that user.
+func StartSyncdAs(t testing.TB, bin, cfgPath, logPath string, uid, gid uint32) *Proc {
+	t.Helper()
+	return startSyncd(t, bin, cfgPath, logPath, &syscall.Credential{Uid: uid, Gid: gid})
+}
+
+func startSyncd(t testing.TB, bin, cfgPath, logPath string, cred *syscall.Credential) *Proc {
+	t.Helper()
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -495,6 +512,9 @@ func StartSyncd(t testing.TB, bin, cfgPath, logPath string) *Proc {
 	cmd := exec.Command(bin, "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Env = append(os.Environ(), "SYNCD_TOKEN=", "SYNCD_REDIS_ADDR=")
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		t.Fatalf("start syncd: %v", err)
