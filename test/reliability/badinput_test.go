@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
@@ -223,6 +224,10 @@ func TestBadInput(t *testing.T) {
 			break
 		}
 	}
+
+	// The directory symlinked to its parent is not followed (so the loop
+	// costs nothing), and the log says so.
+	require.NotEmpty(t, logs.FilterMessage("not following symlinked directory").FilterField(zap.String("path", "loop/up")).All())
 
 	// The daemon keeps running: a good image dropped now completes, and a
 	// fixed metafile is picked up without anything else to do.
