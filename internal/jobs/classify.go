@@ -11,6 +11,7 @@ import (
 
 	"github.com/imagesync/imagesync/internal/image"
 	"github.com/imagesync/imagesync/internal/location"
+	"github.com/imagesync/imagesync/internal/pithos"
 	"github.com/imagesync/imagesync/internal/rest"
 )
 
@@ -105,8 +106,14 @@ func Classify(err error) Class {
 
 // hint is the "what to do" part of an archived job's message.
 func hint(err error) string {
-	var rerr *rest.Error
+	var (
+		rerr *rest.Error
+		qerr *pithos.QuotaError
+	)
 	switch {
+	case errors.As(err, &qerr):
+		// Its message already says how much is needed and is free.
+		return "run `syncctl retry` once there is room"
 	case errors.Is(err, fs.ErrNotExist):
 		return "the file is gone; nothing to do unless it comes back"
 	case errors.Is(err, fs.ErrPermission):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -36,7 +37,8 @@ func TestClassify(t *testing.T) {
 		{"403", status(http.StatusForbidden), Permanent, "may not write there"},
 		{"404", status(http.StatusNotFound), Permanent, "syncctl resync"},
 		{"413", status(http.StatusRequestEntityTooLarge), Permanent, "quota is full"},
-		{"quota pre-check", &pithos.QuotaError{Object: "a", Needed: 10, Free: 1}, Permanent, ""},
+		{"quota pre-check", &pithos.QuotaError{Object: "a", Needed: 10, Free: 1}, Permanent, "raise the pithos.diskspace quota) (run `syncctl retry` once there is room)"},
+		{"quota 413", &pithos.QuotaError{Object: "a", Free: -1, Err: &rest.Error{Status: http.StatusRequestEntityTooLarge}}, Permanent, "once there is room"},
 		{"metafile", &image.MetafileError{File: "a.meta", Err: errors.New("bad")}, Permanent, "fix the metafile"},
 		{"validation", &image.ValidationError{}, Permanent, "fix the metafile"},
 		{"missing file", fmt.Errorf("open: %w", fs.ErrNotExist), Permanent, "the file is gone"},
@@ -51,6 +53,7 @@ func TestClassify(t *testing.T) {
 			case Permanent:
 				require.ErrorIs(t, out, asynq.SkipRetry, "asynq archives it")
 				require.Contains(t, out.Error(), tt.hint)
+				require.LessOrEqual(t, strings.Count(out.Error(), "retry"), 1, "one piece of advice: %s", out)
 			case Unauthorized:
 				var ue *UnauthorizedError
 				require.ErrorAs(t, out, &ue)

@@ -53,7 +53,7 @@ func (e *QuotaError) Error() string {
 			msg += ", but only " + humanBytes(e.Free) + " is free"
 		}
 	}
-	msg += " (free space in Pithos+ or raise the pithos.diskspace quota, then retry)"
+	msg += " (free space in Pithos+ or raise the pithos.diskspace quota)"
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}

@@ -190,7 +190,7 @@ func TestFaultsQuotaFull(t *testing.T) {
 	msg := archived("too-big.diskdump")
 	t.Logf("quota pre-check message: %s", msg)
 	requireContainsAll(t, msg, "upload too-big.diskdump", "not enough storage quota to upload too-big.diskdump: needs 2.0 MiB (2097152 bytes), but only 1.0 MiB (1048576 bytes) is free",
-		"free space in Pithos+ or raise the pithos.diskspace quota", "then run `syncctl retry`")
+		"free space in Pithos+ or raise the pithos.diskspace quota", "run `syncctl retry` once there is room")
 
 	var loser string
 	daemontest.Eventually(t, 60*time.Second, "one of a/b to be registered and the other archived", func() bool {
@@ -206,7 +206,7 @@ func TestFaultsQuotaFull(t *testing.T) {
 	})
 	msg = archived(loser)
 	t.Logf("quota 413 message: %s", msg)
-	requireContainsAll(t, msg, "upload "+loser, "413", "the storage quota is full: free space or raise the quota, then run `syncctl retry`")
+	requireContainsAll(t, msg, "upload "+loser, "413", "free space in Pithos+ or raise the pithos.diskspace quota", "run `syncctl retry` once there is room")
 	imgs := daemontest.Images(t, cloud)
 	require.Len(t, imgs, 1)
 	require.Equal(t, "", daemontest.ObjectHash(t, cloud, "/images/too-big.diskdump"), "an object was left for the refused image")
