@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,6 +65,14 @@ func testConfig(t *testing.T, cloud *sandboxtest.Cloud, dir string) *config.Conf
 // runDaemon runs Run in the background until the test ends.
 func runDaemon(t *testing.T, cfg *config.Config, log *zap.Logger) Info {
 	t.Helper()
+	info, _ := startDaemon(t, cfg, log)
+	return info
+}
+
+// startDaemon is runDaemon with a stop function (idempotent, also run when
+// the test ends).
+func startDaemon(t *testing.T, cfg *config.Config, log *zap.Logger) (Info, func()) {
+	t.Helper()
 	if log == nil {
 		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	}
@@ -73,26 +82,30 @@ func runDaemon(t *testing.T, cfg *config.Config, log *zap.Logger) Info {
 	go func() {
 		done <- Run(ctx, Options{Config: cfg, Logger: log, ShutdownTimeout: time.Second, Ready: func(i Info) { ready <- i }})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("daemon did not stop within 30s")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("daemon did not stop within 30s")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case info := <-ready:
-		return info
+		return info, stop
 	case err := <-done:
 		t.Fatalf("daemon exited: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon not ready after 30s")
 	}
-	return Info{}
+	return Info{}, stop
 }
 
 // writeRandom writes size random bytes to path.

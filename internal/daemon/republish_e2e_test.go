@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,7 +22,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
 
@@ -92,55 +90,8 @@ func rpTouching(writes []rpCloudWrite, cloud *sandboxtest.Cloud, object, imageID
 // rpStartRecordingCloud is sandboxtest.Start with an rpWriteRecorder in front.
 func rpStartRecordingCloud(t *testing.T) (*sandboxtest.Cloud, *rpWriteRecorder) {
 	t.Helper()
-	srv, err := sandbox.New(sandbox.Config{BlockSize: 4096, DataDir: t.TempDir(), Users: []sandbox.User{sandboxtest.Alice, sandboxtest.Bob}})
-	require.NoError(t, err)
 	rec := &rpWriteRecorder{}
-	hs := httptest.NewServer(rec.wrap(srv.Handler()))
-	t.Cleanup(func() {
-		hs.Close()
-		if err := srv.Close(); err != nil {
-			t.Errorf("sandbox close: %v", err)
-		}
-	})
-	users := srv.Users()
-	return &sandboxtest.Cloud{Server: srv, HTTP: hs, URL: hs.URL, AuthURL: hs.URL + "/identity/v2.0", User: users[0], Users: users}, rec
-}
-
-// rpStartStoppableDaemon is runDaemon with a stop function (idempotent, also
-// run when the test ends).
-func rpStartStoppableDaemon(t *testing.T, cfg *config.Config) (Info, func()) {
-	t.Helper()
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Config: cfg, Logger: log, ShutdownTimeout: time.Second, Ready: func(i Info) { ready <- i }})
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("daemon: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("daemon did not stop within 30s")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case info := <-ready:
-		return info, stop
-	case err := <-done:
-		t.Fatalf("daemon exited: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready after 30s")
-	}
-	return Info{}, stop
+	return sandboxtest.StartWrapped(t, sandbox.Config{BlockSize: 4096}, rec.wrap), rec
 }
 
 // rpDaemonInspector inspects the queues of a running daemon.
@@ -276,7 +227,7 @@ func TestTemplateEditRepublish(t *testing.T) {
 
 	// Phase 1: the daemon uploads, registers and publishes everything.
 	cfg := testConfig(t, cloud, root)
-	info, stop := rpStartStoppableDaemon(t, cfg)
+	info, stop := startDaemon(t, cfg, nil)
 	insp, _ := rpDaemonInspector(t, cfg, info)
 	eventually(t, 60*time.Second, "4 registered images", func() bool {
 		imgs := images(t, cloud, cloud.User)
@@ -313,7 +264,7 @@ func TestTemplateEditRepublish(t *testing.T) {
 	cfg2.Settle = config.Duration(time.Hour)
 	cfg2.Rescan = config.Duration(time.Hour)
 	cfg2.StateDir = filepath.Join(t.TempDir(), "state")
-	info2, _ := rpStartStoppableDaemon(t, &cfg2)
+	info2, _ := startDaemon(t, &cfg2, nil)
 	insp2, rdb2 := rpDaemonInspector(t, &cfg2, info2)
 	ctlCfg := rpWriteCtlConfig(t, &cfg2, info2)
 
@@ -451,7 +402,7 @@ func TestRetryAfterFix(t *testing.T) {
 	cfg := testConfig(t, cloud, root)
 	cfg.Settle = config.Duration(time.Hour)
 	cfg.Rescan = config.Duration(time.Hour)
-	info, _ := rpStartStoppableDaemon(t, cfg)
+	info, _ := startDaemon(t, cfg, nil)
 	ctlCfg := rpWriteCtlConfig(t, cfg, info)
 
 	var rs ctl.ResyncDoc

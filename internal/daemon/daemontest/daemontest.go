@@ -637,28 +637,13 @@ type Hold struct {
 // StartHoldableCloud is StartCloud with a Holds in front of the sandbox.
 func StartHoldableCloud(t testing.TB, cfg sandbox.Config) (*sandboxtest.Cloud, *Holds) {
 	t.Helper()
-	if len(cfg.Users) == 0 {
-		cfg.Users = []sandbox.User{sandboxtest.Alice, sandboxtest.Bob}
-	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = t.TempDir()
-	}
-	srv, err := sandbox.New(cfg)
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
 	h := &Holds{}
-	next := srv.Handler()
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, next) }))
-	t.Cleanup(func() {
-		h.ReleaseAll()
-		hs.Close()
-		if err := srv.Close(); err != nil {
-			t.Errorf("sandbox close: %v", err)
-		}
+	cloud := sandboxtest.StartWrapped(t, cfg, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, next) })
 	})
-	users := srv.Users()
-	return &sandboxtest.Cloud{Server: srv, HTTP: hs, URL: hs.URL, AuthURL: hs.URL + "/identity/v2.0", User: users[0], Users: users}, h
+	// Cleanups run last-in first-out: held requests go before the server closes.
+	t.Cleanup(h.ReleaseAll)
+	return cloud, h
 }
 
 // Before holds matching requests before the sandbox sees them. A held

@@ -2,6 +2,7 @@
 package sandboxtest
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -30,6 +31,13 @@ var (
 // Bob are configured.
 func Start(t testing.TB, cfg sandbox.Config) *Cloud {
 	t.Helper()
+	return StartWrapped(t, cfg, nil)
+}
+
+// StartWrapped is Start with wrap (if not nil) in front of the sandbox's
+// handler, for tests that record, delay or hold requests.
+func StartWrapped(t testing.TB, cfg sandbox.Config, wrap func(http.Handler) http.Handler) *Cloud {
+	t.Helper()
 	if len(cfg.Users) == 0 {
 		cfg.Users = []sandbox.User{Alice, Bob}
 	}
@@ -40,7 +48,11 @@ func Start(t testing.TB, cfg sandbox.Config) *Cloud {
 	if err != nil {
 		t.Fatalf("sandbox: %v", err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		hs.Close()
 		if err := srv.Close(); err != nil {
