@@ -93,6 +93,7 @@ func (d *dispatcher) imageRemoved(ctx context.Context, e watch.ImageRemoved) {
 	}
 	out, err := d.enq.Enqueue(ctx, req)
 	if err != nil {
+		d.enqueueFailed.Store(true)
 		log.Error("cannot enqueue unregistration", zap.Error(err))
 		return
 	}

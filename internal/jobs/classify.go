@@ -163,6 +163,6 @@ func asJobError(what string, err error) error {
 type UnauthorizedError struct{ Err error }
 
 func (e *UnauthorizedError) Error() string {
-	return "the cloud rejected the token (401): set a valid one in cloud.token / cloud.token_file / SYNCD_TOKEN and restart syncd: " + e.Err.Error()
+	return unauthorizedPrefix + ": set a valid one in cloud.token / cloud.token_file / SYNCD_TOKEN and restart syncd: " + e.Err.Error()
 }
 func (e *UnauthorizedError) Unwrap() error { return e.Err }

@@ -111,7 +111,8 @@ func (g *AuthGate) Clear(ctx context.Context) error {
 	return nil
 }
 
-// unauthorizedPrefix starts every UnauthorizedError message.
+// unauthorizedPrefix starts every UnauthorizedError message; a task's last
+// error is only text, so that is how a 401 failure is recognised.
 const unauthorizedPrefix = "the cloud rejected the token (401)"
 
 // runUnauthorized runs now the tasks waiting to retry after a 401: their
