@@ -87,7 +87,7 @@ func (c *Client) Reconcile(ctx context.Context, req ReconcileRequest) (*Image, R
 	}
 	desired := req.Desired
 
-	current, err := c.find(ctx, loc, req.ImageID)
+	current, err := c.Find(ctx, loc, req.ImageID)
 	if err != nil {
 		return nil, Reconciled{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -155,11 +155,11 @@ func updateFor(ch Changes) UpdateParams {
 	return p
 }
 
-// find returns the image registered at loc, or nil when there is none. A
-// hint is tried first; if it names no image the location is not registered
-// (the image id is the object's UUID), and if it names an image elsewhere,
-// or cannot be an id, the owner's images are searched.
-func (c *Client) find(ctx context.Context, loc location.Location, hint string) (*Image, error) {
+// Find returns the image registered at loc, or nil when there is none. A
+// hint (the object's UUID, which is the image id) is tried first; if it
+// names no image the location is not registered, and if it is empty, names
+// an image elsewhere, or cannot be an id, the owner's images are searched.
+func (c *Client) Find(ctx context.Context, loc location.Location, hint string) (*Image, error) {
 	if hint != "" {
 		img, err := c.Get(ctx, hint)
 		switch {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imagesync/imagesync/internal/image"
 	"github.com/imagesync/imagesync/internal/location"
+	"github.com/imagesync/imagesync/internal/pithos"
 )
 
 // handleUnregister removes the registration of an image whose file was
@@ -47,14 +48,17 @@ func (w *Worker) handleUnregister(ctx context.Context, t *asynq.Task) error {
 	}
 	defer release()
 	loc := location.Location{Account: st.UserUUID, Container: p.Container, Object: p.Object}
-	imgs, err := st.Images.ListDetail(ctx, image.ListOptions{Owner: st.UserUUID})
+	hint := ""
+	if info, err := st.Pithos.ObjectInfo(ctx, p.Container, p.Object, nil); err == nil {
+		hint = info.UUID
+	} else if !pithos.IsNotFound(err) {
+		return asJobError(what, err)
+	}
+	img, err := st.Images.Find(ctx, loc, hint)
 	if err != nil {
 		return asJobError(what, err)
 	}
-	for _, img := range imgs {
-		if l, err := img.ParseLocation(); err != nil || l != loc {
-			continue
-		}
+	if img != nil {
 		if err := st.Images.Unregister(ctx, img.ID); err != nil && !image.IsNotFound(err) {
 			return asJobError(what, err)
 		}
