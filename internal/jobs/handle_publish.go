@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
@@ -60,9 +59,4 @@ func (w *Worker) handleRepublish(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	return nil
-}
-
-// readSmall reads at most limit bytes.
-func readSmall(r io.Reader, limit int) ([]byte, error) {
-	return io.ReadAll(io.LimitReader(r, int64(limit)))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -129,7 +130,7 @@ func (w *Worker) uploadMetafile(ctx context.Context, st *cloud.State, ref ImageR
 	rc, _, err := st.Pithos.GetObject(ctx, ref.Container, name, nil)
 	switch {
 	case err == nil:
-		cur, rerr := readSmall(rc, len(body)+1)
+		cur, rerr := io.ReadAll(io.LimitReader(rc, int64(len(body)+1)))
 		rc.Close()
 		if rerr == nil && string(cur) == string(body) {
 			return nil
