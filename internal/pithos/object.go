@@ -237,16 +237,9 @@ func (c *Client) PutObject(ctx context.Context, container, object string, data [
 	if opts.ContentDisposition != "" {
 		h.Set("Content-Disposition", quoteHeaderValue(opts.ContentDisposition))
 	}
-	if opts.Sharing != nil {
-		if err := opts.Sharing.validate(); err != nil {
-			return nil, err
-		}
-		h.Set("X-Object-Sharing", opts.Sharing.header())
+	if err := setWriteHeaders(h, opts.Sharing, opts.Public, opts.Meta); err != nil {
+		return nil, err
 	}
-	if opts.Public != nil {
-		h.Set("X-Object-Public", pyBool(*opts.Public))
-	}
-	setMetaHeaders(h, "X-Object-Meta-", opts.Meta)
 	resp, err := c.rest.DoDiscard(ctx, &rest.Request{
 		Method:        http.MethodPut,
 		Path:          c.objectPath(container, object),
@@ -324,16 +317,9 @@ func (c *Client) copyOrMove(ctx context.Context, fromHeader, srcContainer, srcOb
 		h.Set("X-Source-Version", strconv.FormatInt(opts.SourceVersion, 10))
 	}
 	setIf(h, "Content-Type", opts.ContentType)
-	if opts.Sharing != nil {
-		if err := opts.Sharing.validate(); err != nil {
-			return nil, err
-		}
-		h.Set("X-Object-Sharing", opts.Sharing.header())
+	if err := setWriteHeaders(h, opts.Sharing, opts.Public, opts.Meta); err != nil {
+		return nil, err
 	}
-	if opts.Public != nil {
-		h.Set("X-Object-Public", pyBool(*opts.Public))
-	}
-	setMetaHeaders(h, "X-Object-Meta-", opts.Meta)
 	resp, err := c.rest.DoDiscard(ctx, &rest.Request{
 		Method:  http.MethodPut,
 		Path:    c.objectPath(dstContainer, dstObject),
@@ -358,4 +344,21 @@ func (c *Client) UpdateObjectMeta(ctx context.Context, container, object string,
 	setMetaHeaders(h, "X-Object-Meta-", meta)
 	err = c.postObjectUpdate(ctx, container, object, h, &version)
 	return version, err
+}
+
+// setWriteHeaders sets what a PUT that creates an object version may carry
+// besides its content: permissions, the public flag and the object's own
+// metadata. Invalid permissions are refused before any request.
+func setWriteHeaders(h http.Header, sharing *Sharing, public *bool, meta map[string]string) error {
+	if sharing != nil {
+		if err := sharing.validate(); err != nil {
+			return err
+		}
+		h.Set("X-Object-Sharing", sharing.header())
+	}
+	if public != nil {
+		h.Set("X-Object-Public", pyBool(*public))
+	}
+	setMetaHeaders(h, "X-Object-Meta-", meta)
+	return nil
 }
