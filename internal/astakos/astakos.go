@@ -167,17 +167,7 @@ func (c *Client) authenticate(ctx context.Context) (*Identity, error) {
 		return nil, err
 	}
 	rc := rest.New(c.authURL, c.token, c.doer)
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json")
-	resp, err := rc.Do(ctx, &rest.Request{
-		Method:        http.MethodPost,
-		Path:          "/tokens",
-		Header:        h,
-		Body:          bytes.NewReader(body),
-		ContentLength: int64(len(body)),
-		Success:       []int{http.StatusOK},
-	})
+	resp, err := postJSON(ctx, rc, "/tokens", body)
 	if err != nil {
 		return nil, classify(err, "identity service", c.authURL)
 	}
@@ -297,4 +287,20 @@ func (id *Identity) EndpointURL(serviceType string) (string, error) {
 		return u, nil
 	}
 	return "", &CatalogError{ServiceType: serviceType, Msg: "not in the catalog"}
+}
+
+// postJSON POSTs a JSON body to path and expects 200 with JSON, as both
+// Astakos POST calls (tokens, user_catalogs) do.
+func postJSON(ctx context.Context, rc *rest.Client, path string, body []byte) (*http.Response, error) {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json")
+	return rc.Do(ctx, &rest.Request{
+		Method:        http.MethodPost,
+		Path:          path,
+		Header:        h,
+		Body:          bytes.NewReader(body),
+		ContentLength: int64(len(body)),
+		Success:       []int{http.StatusOK},
+	})
 }

@@ -1,13 +1,9 @@
 package astakos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-
-	"github.com/imagesync/imagesync/internal/rest"
 )
 
 // UserNames maps user uuids to display names (POST <account>/user_catalogs
@@ -24,17 +20,7 @@ func (c *Client) UserNames(ctx context.Context, uuids []string) (map[string]stri
 	if err != nil {
 		return nil, fmt.Errorf("astakos: encoding user_catalogs request: %w", err)
 	}
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json")
-	resp, err := rc.Do(ctx, &rest.Request{
-		Method:        http.MethodPost,
-		Path:          "/user_catalogs",
-		Header:        h,
-		Body:          bytes.NewReader(body),
-		ContentLength: int64(len(body)),
-		Success:       []int{http.StatusOK},
-	})
+	resp, err := postJSON(ctx, rc, "/user_catalogs", body)
 	if err != nil {
 		return nil, classify(err, "account service", u)
 	}
