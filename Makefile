@@ -10,9 +10,11 @@ all: lint test
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-# The full suite, with the race detector. Integration tests also use a real
-# Redis when REDIS_ADDR is set (CI sets it); otherwise they use miniredis.
+# The full suite, with the race detector. Integration tests start their own
+# redis-server processes on free ports (internal/redistest), so the binary
+# must be installed; they never touch a Redis they did not start.
 test:
+	@command -v redis-server >/dev/null || { echo "make test: redis-server not found; install it (apt-get install redis-server) or set IMAGESYNC_TEST_REDIS=host:port/db (flushed!)"; exit 1; }
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 test-short:

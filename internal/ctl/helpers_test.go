@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,15 +16,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/imagesync/imagesync/internal/redistest"
 )
-
-// realRedisDB is the database the real-Redis variants use (and flush); other
-// packages' integration tests use other numbers.
-const realRedisDB = 13
-
-// realRedisMu serialises the real-Redis variants of this package: asynq's
-// keys are global within a database.
-var realRedisMu sync.Mutex
 
 type backend struct {
 	name string
@@ -34,14 +27,8 @@ type backend struct {
 	mr   *miniredis.Miniredis
 }
 
-// backends are miniredis always, and the real Redis at REDIS_ADDR when set.
-func backends() []string {
-	b := []string{"miniredis"}
-	if os.Getenv("REDIS_ADDR") != "" {
-		b = append(b, "redis")
-	}
-	return b
-}
+// backends are miniredis and a real redis-server of the test's own.
+func backends() []string { return []string{"miniredis", "redis"} }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, e *env)) {
 	for _, name := range backends() {
@@ -72,9 +59,8 @@ func newEnv(t *testing.T, name string) *env {
 		mr := miniredis.RunT(t)
 		e.be = backend{name: name, addr: mr.Addr(), mr: mr}
 	case "redis":
-		realRedisMu.Lock()
-		t.Cleanup(realRedisMu.Unlock)
-		e.be = backend{name: name, addr: os.Getenv("REDIS_ADDR"), db: realRedisDB}
+		s := redistest.Start(t)
+		e.be = backend{name: name, addr: s.Addr, db: s.DB}
 	}
 	e.rdb = redis.NewClient(&redis.Options{Addr: e.be.addr, DB: e.be.db})
 	require.NoError(t, e.rdb.FlushDB(context.Background()).Err())

@@ -9,39 +9,26 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/location"
+	"github.com/imagesync/imagesync/internal/redistest"
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/sandbox/sandboxtest"
 )
 
-// redisDBCounter hands each e2e daemon its own database on a shared real
-// Redis, so tests (and packages running in parallel) never see each other's
-// queues. DBs 8-12 are reserved for this package (internal/ctl uses 13).
-var redisDBCounter atomic.Int32
-
-// testRedis returns the Redis config for a test daemon: the real Redis at
-// REDIS_ADDR (a fresh, flushed DB) when set, the embedded one otherwise.
+// testRedis returns the Redis config for a test daemon: a redis-server of
+// the test's own.
 func testRedis(t *testing.T) config.Redis {
 	t.Helper()
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		return config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: "127.0.0.1:0"}
-	}
-	db := 8 + int(redisDBCounter.Add(1)-1)%5
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
-	defer rdb.Close()
-	require.NoError(t, rdb.FlushDB(context.Background()).Err(), "flush redis db %d", db)
-	return config.Redis{Addr: addr, DB: db}
+	s := redistest.Start(t)
+	return config.Redis{Addr: s.Addr, DB: s.DB}
 }
 
 // testConfig is a daemon config for one watch root against cloud.

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -28,6 +27,7 @@ import (
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/ctl"
 	"github.com/imagesync/imagesync/internal/jobs"
+	"github.com/imagesync/imagesync/internal/redistest"
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/sandbox/sandboxtest"
 )
@@ -465,14 +465,7 @@ func TestRetryAfterFix(t *testing.T) {
 // TestScheduleOneSweepPerTick: two daemons' schedules on one Redis enqueue
 // each tick's sweep once (the task id is the tick's).
 func TestScheduleOneSweepPerTick(t *testing.T) {
-	var rdb *redis.Client
-	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
-		r := testRedis(t)
-		rdb = redis.NewClient(&redis.Options{Addr: r.Addr, DB: r.DB})
-	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := redistest.Start(t).Client(t)
 
 	core, logs := observer.New(zap.InfoLevel)
 	log := zap.New(core)

@@ -17,6 +17,7 @@ import (
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
 	"github.com/imagesync/imagesync/internal/jobs"
+	"github.com/imagesync/imagesync/internal/redistest"
 	"github.com/imagesync/imagesync/internal/sandbox"
 )
 
@@ -27,7 +28,7 @@ import (
 func TestBadInput(t *testing.T) {
 	cloud := daemontest.StartCloud(t, sandbox.Config{})
 	dir := filepath.Join(t.TempDir(), "images")
-	cfg := daemontest.Config(t, cloud, daemontest.Redis(t, dbBadInput), dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	cfg.Settle = config.Duration(time.Second)
 	log, logs := observed(t)
 
@@ -260,7 +261,7 @@ func TestUnreadableFileAsOtherUser(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(root) })
 	require.NoError(t, os.Chmod(root, 0o755))
 	dir := filepath.Join(root, "images")
-	port := freePort(t)
+	port := redistest.FreePort(t)
 	rc := config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: fmt.Sprintf("127.0.0.1:%d", port)}
 	cfg := daemontest.Config(t, cloud, rc, dir)
 	cfg.StateDir = filepath.Join(root, "state")

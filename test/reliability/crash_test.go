@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
 	"github.com/imagesync/imagesync/internal/hashmap"
 	"github.com/imagesync/imagesync/internal/sandbox"
@@ -25,8 +23,8 @@ import (
 // ends registered once (one image, the id it had if it was registered before
 // the kill), with its metafile's metadata and members, and the restarted
 // upload sends only the blocks the cloud did not have. The child uses its
-// embedded Redis; one more point runs on the real Redis when REDIS_ADDR is
-// set.
+// embedded Redis; one more point runs on a real redis-server of the test's
+// own.
 func TestCrashSafety(t *testing.T) {
 	bin := daemontest.BuildSyncd(t)
 	type point struct {
@@ -37,7 +35,7 @@ func TestCrashSafety(t *testing.T) {
 		// while hashing (after "uploading image" is logged, before the
 		// first hashmap PUT).
 		hold func(h *daemontest.Holds) *daemontest.Hold
-		// durable runs the child on the real Redis (REDIS_ADDR): the queue
+		// durable runs the child on a real Redis: the queue
 		// survives the kill, and the restarted syncd reclaims the task the
 		// dead one held. Otherwise the child's embedded Redis dies with it
 		// and the restart rebuilds the queue from the folder.
@@ -75,12 +73,9 @@ func TestCrashSafety(t *testing.T) {
 	points = append(points, blockUpload)
 	for _, pt := range points {
 		t.Run(pt.name, func(t *testing.T) {
-			rc := config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: "127.0.0.1:0"}
+			rc := daemontest.EmbeddedRedis()
 			if pt.durable {
-				if os.Getenv("REDIS_ADDR") == "" {
-					t.Skip("REDIS_ADDR not set: the durable-queue crash needs a real Redis")
-				}
-				rc = daemontest.Redis(t, dbCrash)
+				rc = daemontest.Redis(t)
 			}
 			cloud, holds := daemontest.StartHoldableCloud(t, sandbox.Config{BlockSize: pt.blockSize})
 			dir := filepath.Join(t.TempDir(), "images")

@@ -52,7 +52,7 @@ func requireAllRegistered(t *testing.T, cloud *sandboxtest.Cloud, dir string, bl
 func TestFaults503(t *testing.T) {
 	cloud := daemontest.StartCloud(t, sandbox.Config{BlockSize: smallBlocks, FailRate: 0.3})
 	dir := filepath.Join(t.TempDir(), "images")
-	cfg := daemontest.Config(t, cloud, daemontest.Redis(t, dbFaults503), dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	var rels []string
 	for i := range 8 {
 		rel := fmt.Sprintf("img-%d.diskdump", i)
@@ -77,7 +77,7 @@ func TestFaults503(t *testing.T) {
 func TestFaultsLatencyPastTimeout(t *testing.T) {
 	cloud := daemontest.StartCloud(t, sandbox.Config{BlockSize: smallBlocks, Latency: 2 * time.Second})
 	dir := filepath.Join(t.TempDir(), "images")
-	cfg := daemontest.Config(t, cloud, daemontest.Redis(t, dbFaultsLatency), dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	cfg.Cloud.Timeout = config.Duration(500 * time.Millisecond)
 	rels := []string{"slow-a.diskdump", "slow-b.diskdump"}
 	for _, r := range rels {
@@ -109,7 +109,7 @@ func TestFaultsLatencyPastTimeout(t *testing.T) {
 func TestFaults401Halfway(t *testing.T) {
 	cloud := daemontest.StartCloud(t, sandbox.Config{BlockSize: smallBlocks, Latency: 150 * time.Millisecond})
 	dir := filepath.Join(t.TempDir(), "images")
-	cfg := daemontest.Config(t, cloud, daemontest.Redis(t, dbFaults401), dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	const rel, blocks = "auth/big.diskdump", 40
 	daemontest.WriteRandom(t, filepath.Join(dir, rel), blocks*smallBlocks)
 	d := daemontest.Run(t, cfg, nil)
@@ -170,7 +170,7 @@ func TestFaults401Halfway(t *testing.T) {
 func TestFaultsQuotaFull(t *testing.T) {
 	cloud := daemontest.StartCloud(t, sandbox.Config{Quota: 1 << 20, Latency: 500 * time.Millisecond})
 	dir := filepath.Join(t.TempDir(), "images")
-	cfg := daemontest.Config(t, cloud, daemontest.Redis(t, dbFaultsQuota), dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	cfg.Upload.Files = 3
 	f := false
 	cfg.Watch[0].UploadMetafile = &f // keep the quota arithmetic to the images

@@ -3,8 +3,8 @@
 // processes) against the in-process sandbox cloud through
 // internal/daemon/daemontest, and assert what a person would see.
 //
-// Real-Redis variants (REDIS_ADDR set) use databases 0-7 only and flush them;
-// the Redis-loss test starts its own redis-server.
+// Tests on a real Redis start a redis-server of their own
+// (internal/redistest), never touching one they did not start.
 package reliability
 
 import (
@@ -21,19 +21,6 @@ import (
 
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
 	"github.com/imagesync/imagesync/internal/jobs"
-)
-
-// Redis databases of this package (0-7), one per test so that a failed
-// test's leftovers never leak into another.
-const (
-	dbBadInput = iota
-	dbFaults503
-	dbFaultsLatency
-	dbFaults401
-	dbFaultsQuota
-	dbSecrets
-	dbCrash
-	dbLoad
 )
 
 // observed is a logger that writes warnings to the test log and records

@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/ctl"
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
 	"github.com/imagesync/imagesync/internal/sandbox"
@@ -48,19 +47,11 @@ func TestLoad(t *testing.T) {
 	cloud := daemontest.StartCloud(t, sandbox.Config{})
 	root := t.TempDir()
 	dir := filepath.Join(root, "images")
-	rc := daemontest.Redis(t, dbLoad)
-	ctlRedis := rc
-	if rc.Addr == config.EmbeddedRedis {
-		rc.EmbeddedListen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		ctlRedis = config.Redis{Addr: rc.EmbeddedListen}
-	}
-	cfg := daemontest.Config(t, cloud, rc, dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	cfgPath := filepath.Join(root, "syncd.yaml")
 	daemontest.WriteConfig(t, cfg, cfgPath)
-	ctlCfg := *cfg
-	ctlCfg.Redis = ctlRedis
-	ctlPath := filepath.Join(root, "syncctl.yaml")
-	daemontest.WriteConfig(t, &ctlCfg, ctlPath)
+	// syncctl reads the same file: the Redis is a real one both can reach.
+	ctlPath := cfgPath
 
 	// Stage everything outside the watch root, then rename it in at once.
 	staging := filepath.Join(root, "staging")

@@ -90,7 +90,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	user := sandbox.User{Name: "carol", UUID: "ca401000-0000-4000-8000-000000000003", Token: token}
 	cloud := daemontest.StartCloud(t, sandbox.Config{Users: []sandbox.User{user}, BlockSize: smallBlocks})
 	dir := filepath.Join(t.TempDir(), "images")
-	cfg := daemontest.Config(t, cloud, daemontest.Redis(t, dbSecrets), dir)
+	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	cfg.Log.Level = "debug"
 
 	var logBuf syncBuffer

@@ -36,6 +36,7 @@ import (
 	"github.com/imagesync/imagesync/internal/daemon"
 	"github.com/imagesync/imagesync/internal/hashmap"
 	"github.com/imagesync/imagesync/internal/location"
+	"github.com/imagesync/imagesync/internal/redistest"
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/sandbox/sandboxtest"
 )
@@ -47,34 +48,17 @@ func StartCloud(t testing.TB, cfg sandbox.Config) *sandboxtest.Cloud {
 	return sandboxtest.Start(t, cfg)
 }
 
-// Redis returns the Redis a test daemon should use: database db of the real
-// Redis at REDIS_ADDR, flushed now and when the test ends, or the embedded
-// one when REDIS_ADDR is not set.
-func Redis(t testing.TB, db int) config.Redis {
+// Redis returns a real Redis of this test's own (internal/redistest) for a
+// test daemon.
+func Redis(t testing.TB) config.Redis {
 	t.Helper()
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		return config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: "127.0.0.1:0"}
-	}
-	FlushDB(t, addr, db)
-	t.Cleanup(func() {
-		rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
-		defer rdb.Close()
-		_ = rdb.FlushDB(context.Background()).Err()
-	})
-	return config.Redis{Addr: addr, DB: db}
+	s := redistest.Start(t)
+	return config.Redis{Addr: s.Addr, DB: s.DB}
 }
 
-// FlushDB empties one database of the Redis at addr.
-func FlushDB(t testing.TB, addr string, db int) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: db})
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("flush redis %s db %d: %v", addr, db, err)
-	}
+// EmbeddedRedis selects the daemon's in-process Redis, on a free port.
+func EmbeddedRedis() config.Redis {
+	return config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: "127.0.0.1:0"}
 }
 
 // Config is a daemon configuration watching dir (uploaded to container
