@@ -20,6 +20,9 @@ import (
 // place, and two writers of the same block write the same bytes.
 type blockStore struct {
 	dir string
+	// written, when set, runs after a block's bytes are on disk and before
+	// it is renamed into place; tests use it to see writers overlap.
+	written func()
 }
 
 func openBlockStore(dir string) (*blockStore, error) {
@@ -67,6 +70,9 @@ func (b *blockStore) put(data []byte) (string, error) {
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("sandbox: write block %s: %w", h, err)
+	}
+	if b.written != nil {
+		b.written()
 	}
 	if err := os.Rename(tmp, p); err != nil {
 		os.Remove(tmp)

@@ -237,7 +237,7 @@ func (s *Server) Handler() http.Handler {
 		p := r.URL.Path
 		switch {
 		case p == "/_sandbox/stats":
-			writeJSON(w, http.StatusOK, s.stats.snapshot())
+			writeJSON(w, http.StatusOK, s.statsJSON())
 		case strings.HasPrefix(p, "/identity/v2.0"):
 			s.serveIdentity(w, r, strings.TrimPrefix(p, "/identity/v2.0"))
 		case strings.HasPrefix(p, "/account/v1.0"):
@@ -300,10 +300,15 @@ type Stats struct {
 	ImageRegisters     int64 `json:"image_registers"`
 	ImageUpdates       int64 `json:"image_updates"`
 	ObjectPuts         int64 `json:"object_puts"`
+	// MetaCommits counts metadata write transactions (bbolt commits, each
+	// an fsync); a pure block upload makes none.
+	MetaCommits int64 `json:"meta_commits"`
 }
 
-func (st *stats) snapshot() map[string]any {
+func (s *Server) statsJSON() map[string]any {
+	st := &s.stats
 	return map[string]any{
+		"meta_commits":         s.store.commits.Load(),
 		"requests":             st.requests.Load(),
 		"blocks_received":      st.blocksReceived.Load(),
 		"block_bytes_received": st.blockBytesReceived.Load(),
@@ -323,5 +328,6 @@ func (s *Server) Stats() Stats {
 		BlockBytesReceived: st.blockBytesReceived.Load(), HashmapPuts: st.hashmapPuts.Load(),
 		FaultsInjected: st.faultsInjected.Load(), ImageRegisters: st.imageRegisters.Load(),
 		ImageUpdates: st.imageUpdates.Load(), ObjectPuts: st.objectPuts.Load(),
+		MetaCommits: s.store.commits.Load(),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,6 +35,9 @@ import (
 //	perms      acct\0cont\0name         → Permissions (keyed by path)
 //	public     acct\0cont\0name         → public token; publicTokens token → path
 type Store struct {
+	// commits counts metadata write transactions (each one an fsync), so
+	// tests and benchmarks can see which requests pay for one.
+	commits   atomic.Int64
 	db        *bolt.DB
 	blocks    *blockStore
 	blockSize int
@@ -320,6 +324,7 @@ func (st *Store) view(fn func(t *txn) error) error {
 }
 
 func (st *Store) update(fn func(t *txn) error) error {
+	st.commits.Add(1)
 	return st.db.Update(func(tx *bolt.Tx) error { return fn(st.wrap(tx)) })
 }
 
