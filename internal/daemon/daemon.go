@@ -141,10 +141,7 @@ func Run(ctx context.Context, opts Options) error {
 		log.Warn("cannot clear the auth pause", zap.Error(err))
 	}
 
-	roots := make([]watch.Root, len(cfg.Watch))
-	for i, w := range cfg.Watch {
-		roots[i] = watch.Root{Dir: w.Dir, Patterns: w.ImagePatterns()}
-	}
+	roots := jobs.WatchRoots(cfg.Watch)
 	rescan := cfg.Rescan.D()
 	if rescan == 0 {
 		rescan = -1

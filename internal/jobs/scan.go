@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/watch"
@@ -32,132 +33,79 @@ type ScanResult struct {
 	Problems []ScanProblem
 }
 
+// WatchRoots turns the config's watch entries into the watcher's roots:
+// the daemon's watcher, Scan and the upload job apply the same rules.
+func WatchRoots(ws []config.Watch) []watch.Root {
+	roots := make([]watch.Root, len(ws))
+	for i, w := range ws {
+		roots[i] = watch.Root{Dir: w.Dir, Patterns: w.ImagePatterns()}
+	}
+	return roots
+}
+
 // Scan walks every watch root once and returns its image files with the
 // facts the watcher would report for them, so the task ids built from them
-// match the daemon's. It applies the watcher's rules: ignored names (hidden,
-// temporary, partial) are skipped, files and directories alike; metafiles are
-// never images; symlinked directories are not followed; symlinked files are
-// followed and named by the link's path. Unlike the watcher it does not wait
-// for files to settle: a file being written shows with its current size.
-// Only a cancelled ctx makes it fail.
+// match the daemon's. It walks with the watcher's own rules (watch.Tree):
+// ignored names (hidden, temporary, partial) are skipped, files and
+// directories alike; metafiles are never images; symlinked directories are
+// not followed; symlinked files are taken as the rules take them and named
+// by the link's path; only files that can be opened are listed. Unlike the
+// watcher it does not wait for files to settle: a file being written shows
+// with its current size. Only a cancelled ctx makes it fail.
 func Scan(ctx context.Context, roots []config.Watch) (*ScanResult, error) {
+	rs, err := watch.NewRoots(WatchRoots(roots))
+	if err != nil {
+		return nil, err
+	}
 	res := &ScanResult{}
-	for _, w := range roots {
-		if err := scanRoot(ctx, w, res); err != nil {
+	for _, t := range rs.Trees() {
+		if err := scanRoot(ctx, t, res); err != nil {
 			return nil, err
 		}
 	}
 	return res, nil
 }
 
-func scanRoot(ctx context.Context, w config.Watch, res *ScanResult) error {
-	abs, err := filepath.Abs(w.Dir)
-	if err != nil {
-		res.Problems = append(res.Problems, ScanProblem{Root: w.Dir, Path: w.Dir, Err: err})
-		return nil
-	}
+func scanRoot(ctx context.Context, t *watch.Tree, res *ScanResult) error {
 	problem := func(rel string, err error) {
-		res.Problems = append(res.Problems, ScanProblem{Root: w.Dir, RelPath: rel, Path: absUnder(abs, rel), Err: err})
+		res.Problems = append(res.Problems, ScanProblem{Root: t.Dir(), RelPath: rel, Path: t.AbsOf(rel), Err: err})
 	}
-	info, err := os.Stat(abs)
-	if err == nil && !info.IsDir() {
-		err = errors.New("not a directory")
-	}
-	if err != nil {
+	if err := t.CheckRoot(); err != nil {
 		problem("", fmt.Errorf("watch root unusable: %w", err))
 		return nil
 	}
-	// A root that is itself a symlink is followed (the watcher stats it);
-	// WalkDir would not descend into it.
-	walkFrom := abs
-	if li, lerr := os.Lstat(abs); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
-		if walkFrom, err = filepath.EvalSymlinks(abs); err != nil {
-			problem("", fmt.Errorf("watch root unusable: %w", err))
-			return nil
-		}
-	}
-	patterns := w.ImagePatterns()
-	return filepath.WalkDir(walkFrom, func(p string, d fs.DirEntry, err error) error {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		rel, rerr := filepath.Rel(walkFrom, p)
-		if rerr != nil {
-			return rerr // cannot happen: WalkDir only yields paths under walkFrom
-		}
-		rel = filepath.ToSlash(rel)
-		if rel == "." {
-			rel = ""
-		}
-		if err != nil {
-			if rel != "" && errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while we looked
-			}
-			if d != nil && d.IsDir() {
+	return t.Walk(ctx, "", watch.Visitor{
+		Listed: func(rel string, err error) {
+			if err != nil && (rel == "" || !errors.Is(err, fs.ErrNotExist)) {
 				problem(rel, fmt.Errorf("cannot list directory: %w", err))
-				return fs.SkipDir
 			}
-			problem(rel, err)
-			return nil
-		}
-		if rel == "" {
-			return nil
-		}
-		name := d.Name()
-		if watch.Ignored(name) {
-			if d.IsDir() {
-				return fs.SkipDir
+		},
+		Entry: func(e watch.Entry) {
+			if e.Kind != watch.KindImage {
+				return
 			}
-			return nil
-		}
-		t := d.Type()
-		switch {
-		case t.IsDir():
-			return nil
-		case t&fs.ModeSymlink != 0:
-			if !IsImageName(name, patterns) {
-				return nil // a symlinked directory, or a file that is no image
-			}
-			info, err := os.Stat(p)
-			if err != nil {
-				problem(rel, fmt.Errorf("broken symlink: %w", err))
-				return nil
-			}
-			if !info.Mode().IsRegular() {
-				return nil
-			}
-			addImage(w, abs, rel, info, res, problem)
-		case t.IsRegular():
-			if !IsImageName(name, patterns) {
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					problem(rel, fmt.Errorf("cannot stat: %w", err))
+			switch {
+			case e.Err != nil:
+				problem(e.RelPath, e.Err)
+			case e.Usable():
+				// The watcher only reports files it can open; so does the
+				// scan, so that plan does not promise an upload that
+				// would fail.
+				f, err := t.Open(e.RelPath, e.ID())
+				if err != nil {
+					problem(e.RelPath, fmt.Errorf("cannot read: %w", err))
+					return
 				}
-				return nil
+				f.Close()
+				res.Images = append(res.Images, factsOf(t, e))
 			}
-			addImage(w, abs, rel, info, res, problem)
-		}
-		return nil
+		},
 	})
 }
 
-func addImage(w config.Watch, abs, rel string, info fs.FileInfo, res *ScanResult, problem func(string, error)) {
-	p := absUnder(abs, rel)
-	// The watcher only reports files it can open; so does the scan, so that
-	// plan does not promise an upload that would fail.
-	if err := checkReadable(p); err != nil {
-		problem(rel, fmt.Errorf("cannot read: %w", err))
-		return
-	}
-	res.Images = append(res.Images, factsOf(w.Dir, rel, p, info))
-}
-
-func factsOf(root, rel, abs string, info fs.FileInfo) FileFacts {
-	dev, ino := fileIdentity(info)
-	return FileFacts{Root: root, RelPath: rel, AbsPath: abs, Size: info.Size(), ModTime: info.ModTime(), Dev: dev, Inode: ino}
+func factsOf(t *watch.Tree, e watch.Entry) FileFacts {
+	id := e.ID()
+	return FileFacts{Root: t.Dir(), RelPath: e.RelPath, AbsPath: t.AbsOf(e.RelPath), Size: e.Info.Size(), ModTime: e.Info.ModTime(), Dev: id.Dev, Inode: id.Ino}
 }
 
 func absUnder(abs, rel string) string {
@@ -170,22 +118,7 @@ func absUnder(abs, rel string) string {
 // IsImageName applies the watcher's naming rules to a base name: not
 // ignored, not a metafile, and matching one of the patterns.
 func IsImageName(name string, patterns []string) bool {
-	if watch.Ignored(name) || name == watch.TemplateName {
-		return false
-	}
-	if strings.HasSuffix(name, watch.MetaSuffix) && matchAny(patterns, strings.TrimSuffix(name, watch.MetaSuffix)) {
-		return false
-	}
-	return matchAny(patterns, name)
-}
-
-func matchAny(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if ok, _ := filepath.Match(p, name); ok {
-			return true
-		}
-	}
-	return false
+	return watch.Classify(name, patterns) == watch.KindImage
 }
 
 // StatImage finds the watch root holding the file at p (relative to the
@@ -227,18 +160,28 @@ func StatImage(roots []config.Watch, p string) (FileFacts, error) {
 	if !IsImageName(path.Base(rel), w.ImagePatterns()) {
 		return FileFacts{}, fmt.Errorf("%s is not an image file: its name matches none of the watch root's patterns (%s)", p, strings.Join(w.ImagePatterns(), ", "))
 	}
-	fileAbs := absUnder(rootAbs, rel)
-	info, err := os.Stat(fileAbs)
+	rs, err := watch.NewRoots(WatchRoots([]config.Watch{w}))
+	if err != nil {
+		return FileFacts{}, err
+	}
+	t := rs.Trees()[0]
+	e := t.Lstat(rel)
+	switch {
+	case e.Gone:
+		return FileFacts{}, &fs.PathError{Op: "stat", Path: p, Err: syscall.ENOENT}
+	case e.Err != nil:
+		return FileFacts{}, fmt.Errorf("%s: %w", p, e.Err)
+	case !e.Usable():
+		return FileFacts{}, fmt.Errorf("%s is not a regular file", p)
+	}
+	f, err := t.Open(rel, e.ID())
 	if err != nil {
 		return FileFacts{}, fmt.Errorf("%s: %w", p, err)
 	}
-	if !info.Mode().IsRegular() {
-		return FileFacts{}, fmt.Errorf("%s is not a regular file", p)
-	}
-	if err := checkReadable(fileAbs); err != nil {
-		return FileFacts{}, fmt.Errorf("%s: %w", p, err)
-	}
-	return factsOf(w.Dir, rel, fileAbs, info), nil
+	f.Close()
+	facts := factsOf(t, e)
+	facts.Root, facts.AbsPath = w.Dir, absUnder(rootAbs, rel)
+	return facts, nil
 }
 
 // findRoot picks the deepest root lexically containing abs.

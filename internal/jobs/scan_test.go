@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/watch"
 )
 
 func writeFile(t *testing.T, p, content string) {
@@ -162,5 +164,60 @@ func TestStatImage(t *testing.T) {
 		_, err := StatImage(roots, p)
 		require.Error(t, err, p)
 		assert.Contains(t, err.Error(), msg, p)
+	}
+}
+
+// TestScanAndWatcherAgree runs the daemon's watcher and the one-shot scan
+// over the same odd tree: they must find the same images with the same facts,
+// since upload task ids are built from them.
+func TestScanAndWatcherAgree(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "images")
+	other := filepath.Join(dir, "other")
+	for _, p := range []string{
+		"a.diskdump", "sub/b.diskdump", "sub/deeper/c d #%?.diskdump", "new\nline.diskdump",
+		"a.diskdump.meta", "_template.meta", ".hidden.diskdump", "x.diskdump.part", ".dir/y.diskdump",
+	} {
+		writeFile(t, filepath.Join(root, p), "data:"+p)
+	}
+	writeFile(t, filepath.Join(other, "o.diskdump"), "o")
+	require.NoError(t, os.Symlink("a.diskdump", filepath.Join(root, "link.diskdump")))
+	require.NoError(t, os.Symlink("sub", filepath.Join(root, "linkdir")))
+	require.NoError(t, os.Symlink("nowhere", filepath.Join(root, "broken.diskdump")))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(root, "fifo.diskdump"), 0o644))
+	roots := []config.Watch{{Dir: root, Container: "c"}, {Dir: other, Container: "c", Patterns: []string{"*.diskdump", "*.img"}}}
+
+	w, err := watch.New(watch.Options{Roots: WatchRoots(roots), Settle: -1, Rescan: -1})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	go func() {
+		for range w.Events() {
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	res, err := Scan(ctx, roots)
+	require.NoError(t, err)
+	var fromScan []FileFacts
+	fromScan = append(fromScan, res.Images...)
+	require.Len(t, fromScan, 6)
+
+	var fromWatcher []FileFacts
+	require.Eventually(t, func() bool {
+		snap, err := w.Snapshot(ctx)
+		require.NoError(t, err)
+		fromWatcher = fromWatcher[:0]
+		for _, e := range snap {
+			fromWatcher = append(fromWatcher, FileFacts{Root: e.Root, RelPath: e.RelPath, AbsPath: e.AbsPath, Size: e.Size, ModTime: e.ModTime, Dev: e.Dev, Inode: e.Inode})
+		}
+		return len(fromWatcher) == len(fromScan)
+	}, 20*time.Second, 20*time.Millisecond)
+	assert.ElementsMatch(t, fromScan, fromWatcher)
+	for _, f := range fromScan {
+		req, err := NewCatalog(roots, "n").UploadRequest(f, false)
+		require.NoError(t, err)
+		assert.NotEmpty(t, req.ID)
 	}
 }

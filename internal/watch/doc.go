@@ -40,6 +40,11 @@
 //     warning and an Error event wrapping ErrWatchLimit. Roots on network
 //     filesystems can be set to Poll from the start.
 //
+// The rules (what is an image or a metafile, which links are taken, what a
+// file's identity is, how it is opened) are Tree's, in tree.go; the watcher,
+// syncctl's one-shot scan (jobs.Scan) and the upload job all apply them
+// through a Tree, so they cannot drift apart.
+//
 // Naming rules: names starting with '.', or ending in .part, .tmp or '~' are
 // ignored, files and directories alike. Images are files whose base name
 // matches one of the root's Patterns (filepath.Match; default *.diskdump).

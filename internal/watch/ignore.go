@@ -17,15 +17,6 @@ var defaultPatterns = []string{"*.diskdump"}
 // DefaultPatterns returns the image globs used when a Root sets none.
 func DefaultPatterns() []string { return append([]string(nil), defaultPatterns...) }
 
-type kind uint8
-
-const (
-	kindNone kind = iota
-	kindImage
-	kindMeta     // <image>.meta
-	kindTemplate // _template.meta
-)
-
 // Ignored reports whether a file or directory name is never looked at:
 // hidden names and the usual temporary and partial-download names, which
 // producers write before renaming into place.
@@ -35,26 +26,26 @@ func Ignored(name string) bool {
 		strings.HasSuffix(name, "~")
 }
 
-// classify says what a file's base name is to the watcher. Metafiles are
-// checked first so a broad pattern such as "*" does not turn X.meta into an
-// image of its own.
-func classify(name string, patterns []string) kind {
+// Classify says what a file's base name is, given a root's image patterns.
+// Metafiles are checked first so a broad pattern such as "*" does not turn
+// X.meta into an image of its own.
+func Classify(name string, patterns []string) Kind {
 	switch {
 	case Ignored(name):
-		return kindNone
+		return KindNone
 	case name == TemplateName:
-		return kindTemplate
+		return KindTemplate
 	case strings.HasSuffix(name, MetaSuffix) && matchAny(patterns, strings.TrimSuffix(name, MetaSuffix)):
-		return kindMeta
+		return KindMeta
 	case matchAny(patterns, name):
-		return kindImage
+		return KindImage
 	}
-	return kindNone
+	return KindNone
 }
 
 func matchAny(patterns []string, name string) bool {
 	for _, p := range patterns {
-		// Patterns were validated in New, so Match cannot fail here.
+		// Invalid patterns are refused by NewRoots; an invalid one matches nothing.
 		if ok, _ := filepath.Match(p, name); ok {
 			return true
 		}

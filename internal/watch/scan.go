@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,11 +17,9 @@ import (
 // rootState is everything known about one root. Only the core goroutine
 // touches it (and, before Run, New).
 type rootState struct {
-	dir      string // as configured
-	abs      string
-	patterns []string
-	polling  bool // no fsnotify for this root (configured, or limits hit)
-	present  bool // the root directory existed at the last look
+	*Tree        // the root and its rules
+	polling bool // no fsnotify for this root (configured, or limits hit)
+	present bool // the root directory existed at the last look
 
 	fsw        *fsnotify.Watcher
 	stopReader chan struct{}
@@ -35,7 +32,7 @@ type rootState struct {
 	// watch was first added with; a directory seen at a new path while its
 	// old path still holds the watch (a move not yet processed) must drop the
 	// old watch first, or its events would keep the old names.
-	watchedIDs map[fileID]string
+	watchedIDs map[FileID]string
 	errs       map[string]string // rel → last reported error, to report once
 	warned     map[string]bool   // symlinked directories already logged
 }
@@ -43,16 +40,7 @@ type rootState struct {
 type dirState struct {
 	gen     uint64
 	watched bool
-	id      fileID // valid when watched
-}
-
-type fileID struct{ dev, ino uint64 }
-
-func (r *rootState) absOf(rel string) string {
-	if rel == "" {
-		return r.abs
-	}
-	return filepath.Join(r.abs, filepath.FromSlash(rel))
+	id      FileID // valid when watched
 }
 
 // relOf maps an fsnotify path back to a '/'-separated path under the root.
@@ -74,7 +62,7 @@ func (r *rootState) imageReady(fst *fileState, s sig) ImageReady {
 	return ImageReady{
 		Root:    r.dir,
 		RelPath: fst.rel,
-		AbsPath: r.absOf(fst.rel),
+		AbsPath: r.AbsOf(fst.rel),
 		Size:    s.size,
 		ModTime: time.Unix(0, s.mtime),
 		Dev:     s.dev,
@@ -89,11 +77,7 @@ func (w *Watcher) fullScan(ctx context.Context, r *rootState, initial bool) {
 		return
 	}
 	start := time.Now()
-	info, err := os.Stat(r.abs)
-	if err == nil && !info.IsDir() {
-		err = errors.New("not a directory")
-	}
-	if err != nil {
+	if err := r.CheckRoot(); err != nil {
 		if r.present || initial {
 			w.removeDir(r, "")
 		}
@@ -108,7 +92,7 @@ func (w *Watcher) fullScan(ctx context.Context, r *rootState, initial bool) {
 	}
 	images := 0
 	for _, fst := range r.files {
-		if fst.kind == kindImage {
+		if fst.kind == KindImage {
 			images++
 		}
 	}
@@ -162,73 +146,53 @@ func (w *Watcher) scanTree(ctx context.Context, r *rootState, rel string) bool {
 }
 
 func (w *Watcher) walkDir(ctx context.Context, r *rootState, rel string, gen uint64, failed *[]string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	abs := r.absOf(rel)
-	d := r.dirs[rel]
-	if d == nil {
-		d = &dirState{}
-		r.dirs[rel] = d
-	}
-	d.gen = gen
-	// Watch before listing, so that a file created in between is seen by
-	// one or the other.
 	var watchErr error
-	if r.fsw != nil {
-		watchErr = w.watchDir(r, rel, d)
-	}
-	entries, err := os.ReadDir(abs)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			d.gen = 0 // vanished meanwhile: let the sweep forget it
-			return nil
+	return r.Walk(ctx, rel, Visitor{
+		EnterDir: func(rel string) {
+			d := r.dirs[rel]
+			if d == nil {
+				d = &dirState{}
+				r.dirs[rel] = d
+			}
+			d.gen = gen
+			// Watch before listing, so that a file created in between is
+			// seen by one or the other.
+			watchErr = nil
+			if r.fsw != nil {
+				watchErr = w.watchDir(r, rel, d)
+			}
+		},
+		Listed: func(rel string, err error) {
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				r.dirs[rel].gen = 0 // vanished meanwhile: let the sweep forget it
+			case err != nil:
+				*failed = append(*failed, rel)
+				w.reportErr(r, rel, fmt.Errorf("cannot list directory (its contents are kept as they were and retried at each rescan): %w", err))
+			case watchErr != nil:
+				w.reportErr(r, rel, fmt.Errorf("cannot watch directory (changes in it are seen by rescans only): %w", watchErr))
+			default:
+				w.clearErr(r, rel)
+			}
+		},
+		Entry: func(e Entry) { w.take(r, e) },
+	})
+}
+
+// take applies what the rules made of one path: a usable candidate is
+// observed, a refused one reported, a symlinked directory logged once.
+func (w *Watcher) take(r *rootState, e Entry) {
+	switch {
+	case e.LinkedDir:
+		if !r.warned[e.RelPath] {
+			r.warned[e.RelPath] = true
+			w.log.Warn("not following symlinked directory", zap.String("root", r.dir), zap.String("path", e.RelPath))
 		}
-		*failed = append(*failed, rel)
-		w.reportErr(r, rel, fmt.Errorf("cannot list directory (its contents are kept as they were and retried at each rescan): %w", err))
-		return nil
+	case e.Err != nil:
+		w.reportErr(r, e.RelPath, e.Err)
+	case e.Usable():
+		w.observe(r, e.RelPath, e.Kind, sigOf(e.Info))
 	}
-	if watchErr != nil {
-		w.reportErr(r, rel, fmt.Errorf("cannot watch directory (changes in it are seen by rescans only): %w", watchErr))
-	} else {
-		w.clearErr(r, rel)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if Ignored(name) {
-			continue
-		}
-		crel := path.Join(rel, name)
-		t := e.Type()
-		switch {
-		case t.IsDir():
-			if err := w.walkDir(ctx, r, crel, gen, failed); err != nil {
-				return err
-			}
-		case t&fs.ModeSymlink != 0:
-			info, ok := w.followLink(r, crel, r.absOf(crel))
-			if !ok {
-				continue
-			}
-			if k := classify(name, r.patterns); k != kindNone && info.Mode().IsRegular() {
-				w.observe(r, crel, k, sigOf(info))
-			}
-		case t.IsRegular():
-			k := classify(name, r.patterns)
-			if k == kindNone {
-				continue
-			}
-			info, err := e.Info()
-			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					w.reportErr(r, crel, fmt.Errorf("cannot stat: %w", err))
-				}
-				continue
-			}
-			w.observe(r, crel, k, sigOf(info))
-		}
-	}
-	return nil
 }
 
 // watchDir makes sure directory rel is watched as the directory that is
@@ -238,13 +202,12 @@ func (w *Watcher) walkDir(ctx context.Context, r *rootState, rel string, gen uin
 // at the same path whose new inode reuses the old number. Errors other than
 // the kernel's limits are returned for the caller to report.
 func (w *Watcher) watchDir(r *rootState, rel string, d *dirState) error {
-	abs := r.absOf(rel)
+	abs := r.AbsOf(rel)
 	info, err := os.Lstat(abs)
 	if err != nil {
 		return err
 	}
-	dev, ino := fileIdentity(info)
-	id := fileID{dev, ino}
+	id := IDOf(info)
 	if d.watched && d.id != id {
 		// Replaced, or moved away and something else put here. If moved,
 		// removing by path drops the kernel watch that followed it, whose
@@ -252,7 +215,7 @@ func (w *Watcher) watchDir(r *rootState, rel string, d *dirState) error {
 		w.unwatch(r, rel, d)
 	}
 	if old, ok := r.watchedIDs[id]; ok && old != rel {
-		if still, err := os.Lstat(r.absOf(old)); err == nil && os.SameFile(still, info) {
+		if still, err := os.Lstat(r.AbsOf(old)); err == nil && os.SameFile(still, info) {
 			// One directory at two paths (a bind mount): inotify gives it a
 			// single watch, which stays with the first path.
 			if !r.warned[rel] {
@@ -268,7 +231,7 @@ func (w *Watcher) watchDir(r *rootState, rel string, d *dirState) error {
 		if od := r.dirs[old]; od != nil {
 			w.unwatch(r, old, od)
 		} else {
-			_ = r.fsw.Remove(r.absOf(old))
+			_ = r.fsw.Remove(r.AbsOf(old))
 			delete(r.watchedIDs, id)
 		}
 	}
@@ -292,32 +255,11 @@ func (w *Watcher) unwatch(r *rootState, rel string, d *dirState) {
 	if !d.watched || r.fsw == nil {
 		return
 	}
-	_ = r.fsw.Remove(r.absOf(rel))
+	_ = r.fsw.Remove(r.AbsOf(rel))
 	if r.watchedIDs[d.id] == rel {
 		delete(r.watchedIDs, d.id)
 	}
 	d.watched = false
-}
-
-// followLink stats a symlink's target. Directories are not followed (that is
-// what makes symlink loops harmless); broken links with a candidate name are
-// reported.
-func (w *Watcher) followLink(r *rootState, rel, abs string) (fs.FileInfo, bool) {
-	info, err := os.Stat(abs)
-	if err != nil {
-		if classify(path.Base(rel), r.patterns) != kindNone {
-			w.reportErr(r, rel, fmt.Errorf("broken symlink: %w", err))
-		}
-		return nil, false
-	}
-	if info.IsDir() {
-		if !r.warned[rel] {
-			r.warned[rel] = true
-			w.log.Warn("not following symlinked directory", zap.String("root", r.dir), zap.String("path", rel))
-		}
-		return nil, false
-	}
-	return info, true
 }
 
 // removeDir forgets the directory rel and everything below it.
@@ -357,9 +299,9 @@ func (w *Watcher) removeFile(r *rootState, fst *fileState) {
 	}
 	w.log.Info("file removed", zap.String("root", r.dir), zap.String("path", fst.rel))
 	switch fst.kind {
-	case kindImage:
+	case KindImage:
 		w.publish(ImageRemoved{Root: r.dir, RelPath: fst.rel})
-	case kindMeta, kindTemplate:
+	case KindMeta, KindTemplate:
 		ev := metaChanged(r, fst)
 		ev.Removed = true
 		w.publish(ev)
@@ -367,7 +309,7 @@ func (w *Watcher) removeFile(r *rootState, fst *fileState) {
 }
 
 func metaChanged(r *rootState, fst *fileState) MetaChanged {
-	if fst.kind == kindTemplate {
+	if fst.kind == KindTemplate {
 		return MetaChanged{Root: r.dir, RelPath: fst.rel, Template: true, Affects: parentDir(fst.rel)}
 	}
 	return MetaChanged{Root: r.dir, RelPath: fst.rel, Affects: strings.TrimSuffix(fst.rel, MetaSuffix)}
@@ -381,7 +323,7 @@ func (w *Watcher) reportErr(r *rootState, rel string, err error) {
 		return
 	}
 	r.errs[rel] = msg
-	abs := r.absOf(rel)
+	abs := r.AbsOf(rel)
 	w.log.Warn("cannot read", zap.String("root", r.dir), zap.String("path", abs), zap.Error(err))
 	w.publish(Error{Root: r.dir, RelPath: rel, Path: abs, Err: err})
 }
@@ -389,6 +331,6 @@ func (w *Watcher) reportErr(r *rootState, rel string, err error) {
 func (w *Watcher) clearErr(r *rootState, rel string) {
 	if _, ok := r.errs[rel]; ok {
 		delete(r.errs, rel)
-		w.log.Info("readable again", zap.String("root", r.dir), zap.String("path", r.absOf(rel)))
+		w.log.Info("readable again", zap.String("root", r.dir), zap.String("path", r.AbsOf(rel)))
 	}
 }

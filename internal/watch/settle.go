@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -22,14 +21,16 @@ type sig struct {
 }
 
 func sigOf(info fs.FileInfo) sig {
-	dev, ino := fileIdentity(info)
-	return sig{size: info.Size(), mtime: info.ModTime().UnixNano(), dev: dev, ino: ino}
+	id := IDOf(info)
+	return sig{size: info.Size(), mtime: info.ModTime().UnixNano(), dev: id.Dev, ino: id.Ino}
 }
+
+func (s sig) id() FileID { return FileID{Dev: s.dev, Ino: s.ino} }
 
 // fileState tracks one image or metafile.
 type fileState struct {
 	rel        string
-	kind       kind
+	kind       Kind
 	obs        sig       // last observed
 	reported   *sig      // last reported; nil if never
 	due        time.Time // when obs will have been stable for Settle
@@ -49,7 +50,7 @@ func sortFiles(fss []*fileState) {
 }
 
 // observe records what a scan or an event saw of a file just now.
-func (w *Watcher) observe(r *rootState, rel string, k kind, s sig) {
+func (w *Watcher) observe(r *rootState, rel string, k Kind, s sig) {
 	fst := r.files[rel]
 	if fst == nil {
 		fst = &fileState{rel: rel, kind: k, obs: s}
@@ -98,27 +99,26 @@ func (w *Watcher) runDue(now time.Time) {
 	}
 }
 
-// check re-stats a file whose observation is Settle old: unchanged means it
-// settled, and it is reported if it can be read; changed means wait again.
+// check looks at a file whose observation is Settle old, through the rules
+// again: unchanged means it settled, and it is reported if it can be opened;
+// changed means wait again.
 func (w *Watcher) check(r *rootState, fst *fileState) {
-	abs := r.absOf(fst.rel)
-	info, err := os.Stat(abs)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			w.removeFile(r, fst)
-			return
-		}
-		fst.unreadable = true
-		w.reportErr(r, fst.rel, fmt.Errorf("cannot stat: %w", err))
+	e := r.Lstat(fst.rel)
+	switch {
+	case e.Gone:
+		w.removeFile(r, fst)
 		return
-	}
-	if !info.Mode().IsRegular() {
+	case e.Err != nil:
+		fst.unreadable = true
+		w.reportErr(r, fst.rel, e.Err)
+		return
+	case e.Info == nil:
 		// Replaced by a directory or something special; the event or scan
 		// that sees the new thing takes it from here.
 		w.removeFile(r, fst)
 		return
 	}
-	s := sigOf(info)
+	s := sigOf(e.Info)
 	if s != fst.obs {
 		fst.obs = s
 		w.schedule(r, fst, w.settle)
@@ -127,11 +127,17 @@ func (w *Watcher) check(r *rootState, fst *fileState) {
 	if fst.reported != nil && *fst.reported == s && !fst.unreadable {
 		return
 	}
-	if err := checkReadable(abs); err != nil {
+	f, err := r.Open(fst.rel, s.id())
+	if errors.Is(err, ErrChanged) {
+		w.schedule(r, fst, w.settle)
+		return
+	}
+	if err != nil {
 		fst.unreadable = true
 		w.reportErr(r, fst.rel, fmt.Errorf("cannot read (fix its permissions; it is retried at each rescan): %w", err))
 		return
 	}
+	f.Close()
 	fst.unreadable = false
 	w.clearErr(r, fst.rel)
 	fst.reported = &s
@@ -140,10 +146,10 @@ func (w *Watcher) check(r *rootState, fst *fileState) {
 
 func (w *Watcher) report(r *rootState, fst *fileState, s sig) {
 	switch fst.kind {
-	case kindImage:
+	case KindImage:
 		w.log.Debug("image ready", zap.String("root", r.dir), zap.String("path", fst.rel), zap.Int64("size", s.size))
 		w.publish(r.imageReady(fst, s))
-	case kindMeta, kindTemplate:
+	case KindMeta, KindTemplate:
 		w.log.Debug("metafile changed", zap.String("root", r.dir), zap.String("path", fst.rel))
 		w.publish(metaChanged(r, fst))
 	}

@@ -2,19 +2,13 @@
 
 package watch
 
-import (
-	"io/fs"
-	"os"
-)
+import "io/fs"
 
 func fileIdentity(fs.FileInfo) (dev, ino uint64) { return 0, 0 }
 
-func checkReadable(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
+const (
+	openNonblock = 0
+	openNoFollow = 0
+)
 
 func isWatchLimit(error) bool { return false }

@@ -5,7 +5,6 @@ package watch
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"syscall"
 )
 
@@ -17,15 +16,12 @@ func fileIdentity(fi fs.FileInfo) (dev, ino uint64) {
 	return 0, 0
 }
 
-// checkReadable opens the file for reading and closes it again. O_NONBLOCK
-// keeps a FIFO swapped in after the stat from blocking the watcher.
-func checkReadable(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
+// Flags of Open: O_NONBLOCK keeps a FIFO swapped in after the stat from
+// blocking; O_NOFOLLOW refuses a link swapped in at the last component.
+const (
+	openNonblock = syscall.O_NONBLOCK
+	openNoFollow = syscall.O_NOFOLLOW
+)
 
 // isWatchLimit reports the kernel's inotify limits: ENOSPC from
 // inotify_add_watch (max_user_watches) and EMFILE from inotify_init

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,39 +131,17 @@ func New(opts Options) (*Watcher, error) {
 	if w.log == nil {
 		w.log = zap.NewNop()
 	}
-	seen := map[string]string{}
-	for i, rc := range opts.Roots {
-		if rc.Dir == "" {
-			return nil, fmt.Errorf("watch: root %d: empty directory", i)
-		}
-		abs, err := filepath.Abs(rc.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("watch: root %q: %w", rc.Dir, err)
-		}
-		if prev, dup := seen[abs]; dup {
-			return nil, fmt.Errorf("watch: root %q: same directory as %q", rc.Dir, prev)
-		}
-		seen[abs] = rc.Dir
-		pats := rc.Patterns
-		if len(pats) == 0 {
-			pats = DefaultPatterns()
-		}
-		for _, p := range pats {
-			if _, err := filepath.Match(p, ""); err != nil {
-				return nil, fmt.Errorf("watch: root %q: pattern %q: %w", rc.Dir, p, err)
-			}
-			if strings.Contains(p, "/") {
-				return nil, fmt.Errorf("watch: root %q: pattern %q: patterns match base names, without '/'", rc.Dir, p)
-			}
-		}
+	roots, err := NewRoots(opts.Roots)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range roots.Trees() {
 		w.roots = append(w.roots, &rootState{
-			dir:        rc.Dir,
-			abs:        abs,
-			patterns:   slices.Clone(pats),
-			polling:    rc.Poll,
+			Tree:       t,
+			polling:    t.poll,
 			files:      map[string]*fileState{},
 			dirs:       map[string]*dirState{},
-			watchedIDs: map[fileID]string{},
+			watchedIDs: map[FileID]string{},
 			errs:       map[string]string{},
 			warned:     map[string]bool{},
 		})
@@ -329,7 +304,7 @@ func (w *Watcher) snapshot() []ImageReady {
 	var out []ImageReady
 	for _, r := range w.roots {
 		for _, rel := range sortedKeys(r.files) {
-			if fst := r.files[rel]; fst.kind == kindImage && fst.settled() {
+			if fst := r.files[rel]; fst.kind == KindImage && fst.settled() {
 				out = append(out, r.imageReady(fst, *fst.reported))
 			}
 		}
@@ -487,19 +462,12 @@ func (w *Watcher) handleEvent(ctx context.Context, r *rootState, ev fsnotify.Eve
 
 // look brings the state of one path in line with what is on disk now.
 func (w *Watcher) look(ctx context.Context, r *rootState, rel string) {
-	abs := r.absOf(rel)
-	info, err := os.Lstat(abs)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			w.forget(r, rel)
-			return
-		}
-		if k := classify(filepath.Base(abs), r.patterns); k != kindNone {
-			w.reportErr(r, rel, fmt.Errorf("cannot stat: %w", err))
-		}
+	e := r.Lstat(rel)
+	switch {
+	case e.Gone:
+		w.forget(r, rel)
 		return
-	}
-	if info.IsDir() {
+	case e.Dir:
 		if fst := r.files[rel]; fst != nil {
 			w.removeFile(r, fst)
 		}
@@ -507,26 +475,19 @@ func (w *Watcher) look(ctx context.Context, r *rootState, rel string) {
 			w.scanTree(ctx, r, rel)
 		}
 		return
-	}
-	if info.Mode()&os.ModeSymlink != 0 {
-		target, ok := w.followLink(r, rel, abs)
-		if !ok {
-			w.forget(r, rel)
-			return
-		}
-		info = target
+	case e.Symlink && !e.Usable():
+		// A link to a directory, a broken one, or one the rules refuse.
+		w.forget(r, rel)
+		w.take(r, e)
+		return
 	}
 	if d := r.dirs[rel]; d != nil {
 		w.removeDir(r, rel) // a directory was replaced by a file
 	}
-	k := classify(info.Name(), r.patterns)
-	if k == kindNone || !info.Mode().IsRegular() {
-		return
-	}
-	if _, known := r.dirs[parentDir(rel)]; !known {
+	if _, known := r.dirs[parentDir(rel)]; !known && e.Usable() {
 		return // inside a directory we do not track (e.g. being removed)
 	}
-	w.observe(r, rel, k, sigOf(info))
+	w.take(r, e)
 }
 
 // forget drops whatever was known at rel: a file, or a directory tree.

@@ -232,26 +232,26 @@ func TestIgnoreRules(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	pats := []string{"*.diskdump"}
-	for name, want := range map[string]kind{
-		"a.diskdump":          kindImage,
-		"a b#%?ü.diskdump":    kindImage,
-		"a.diskdump.meta":     kindMeta,
-		"_template.meta":      kindTemplate,
-		"a.meta":              kindNone,
-		".a.diskdump":         kindNone,
-		".a.diskdump.meta":    kindNone,
-		"a.diskdump.part":     kindNone,
-		"a.diskdump.tmp":      kindNone,
-		"a.diskdump~":         kindNone,
-		"a.diskdump.meta.tmp": kindNone,
-		"a.diskdump.json":     kindNone,
-		"A.DISKDUMP":          kindNone, // globs are case-sensitive, as on the filesystem
+	for name, want := range map[string]Kind{
+		"a.diskdump":          KindImage,
+		"a b#%?ü.diskdump":    KindImage,
+		"a.diskdump.meta":     KindMeta,
+		"_template.meta":      KindTemplate,
+		"a.meta":              KindNone,
+		".a.diskdump":         KindNone,
+		".a.diskdump.meta":    KindNone,
+		"a.diskdump.part":     KindNone,
+		"a.diskdump.tmp":      KindNone,
+		"a.diskdump~":         KindNone,
+		"a.diskdump.meta.tmp": KindNone,
+		"a.diskdump.json":     KindNone,
+		"A.DISKDUMP":          KindNone, // globs are case-sensitive, as on the filesystem
 	} {
-		assert.Equal(t, want, classify(name, pats), name)
+		assert.Equal(t, want, Classify(name, pats), name)
 	}
 	// A catch-all pattern still tells metafiles apart.
-	assert.Equal(t, kindMeta, classify("x.meta", []string{"*"}))
-	assert.Equal(t, kindTemplate, classify("_template.meta", []string{"*"}))
+	assert.Equal(t, KindMeta, Classify("x.meta", []string{"*"}))
+	assert.Equal(t, KindTemplate, Classify("_template.meta", []string{"*"}))
 }
 
 func TestMetafiles(t *testing.T) {

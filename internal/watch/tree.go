@@ -1,0 +1,358 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// The rules that decide what under a watch root is an image or a metafile,
+// and which file an image is (its identity), live here and only here: the
+// watcher, syncctl's one-shot scan (jobs.Scan) and the upload job all go
+// through a Tree, so they cannot disagree about what an image is, and the
+// task ids built from its facts match wherever they are computed.
+
+// Kind says what a file is, by its name, to imagesync.
+type Kind uint8
+
+// Kinds of files.
+const (
+	KindNone     Kind = iota // not looked at
+	KindImage                // matches one of the root's patterns
+	KindMeta                 // <image>.meta
+	KindTemplate             // _template.meta
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindImage:
+		return "image"
+	case KindMeta:
+		return "metafile"
+	case KindTemplate:
+		return "template"
+	}
+	return "none"
+}
+
+// FileID is a file's identity: device and inode. The watcher reports it with
+// every image, and the upload opens the file only if it is still this one.
+type FileID struct{ Dev, Ino uint64 }
+
+// IDOf returns the identity in a stat result (zero where the platform has
+// none).
+func IDOf(fi fs.FileInfo) FileID {
+	dev, ino := fileIdentity(fi)
+	return FileID{Dev: dev, Ino: ino}
+}
+
+// Roots is a validated set of watch roots with their rules.
+type Roots struct {
+	trees []*Tree
+}
+
+// Tree is one watch root and its rules. It holds no state about the files
+// under it: it answers questions about them.
+type Tree struct {
+	dir      string // as configured
+	abs      string
+	patterns []string
+	poll     bool
+}
+
+// NewRoots validates the roots: each needs a directory, no two may be the
+// same, and patterns must be valid globs of base names.
+func NewRoots(roots []Root) (*Roots, error) {
+	rs := &Roots{}
+	seen := map[string]string{}
+	for i, rc := range roots {
+		if rc.Dir == "" {
+			return nil, fmt.Errorf("watch: root %d: empty directory", i)
+		}
+		abs, err := filepath.Abs(rc.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("watch: root %q: %w", rc.Dir, err)
+		}
+		if prev, dup := seen[abs]; dup {
+			return nil, fmt.Errorf("watch: root %q: same directory as %q", rc.Dir, prev)
+		}
+		seen[abs] = rc.Dir
+		pats := rc.Patterns
+		if len(pats) == 0 {
+			pats = DefaultPatterns()
+		}
+		for _, p := range pats {
+			if _, err := filepath.Match(p, ""); err != nil {
+				return nil, fmt.Errorf("watch: root %q: pattern %q: %w", rc.Dir, p, err)
+			}
+			if strings.Contains(p, "/") {
+				return nil, fmt.Errorf("watch: root %q: pattern %q: patterns match base names, without '/'", rc.Dir, p)
+			}
+		}
+		rs.trees = append(rs.trees, &Tree{dir: rc.Dir, abs: abs, patterns: slices.Clone(pats), poll: rc.Poll})
+	}
+	return rs, nil
+}
+
+// Trees returns the roots in configuration order.
+func (rs *Roots) Trees() []*Tree { return rs.trees }
+
+// Find returns the root configured with dir, or nil.
+func (rs *Roots) Find(dir string) *Tree {
+	for _, t := range rs.trees {
+		if t.dir == dir {
+			return t
+		}
+	}
+	return nil
+}
+
+// Dir is the root's directory as configured.
+func (t *Tree) Dir() string { return t.dir }
+
+// Abs is the root's absolute path.
+func (t *Tree) Abs() string { return t.abs }
+
+// Patterns are the root's image globs.
+func (t *Tree) Patterns() []string { return slices.Clone(t.patterns) }
+
+// Classify says what a base name is under this root.
+func (t *Tree) Classify(name string) Kind { return Classify(name, t.patterns) }
+
+// AbsOf is the absolute path of rel ('/'-separated, "" for the root).
+func (t *Tree) AbsOf(rel string) string {
+	if rel == "" {
+		return t.abs
+	}
+	return filepath.Join(t.abs, filepath.FromSlash(rel))
+}
+
+// CheckRoot reports why the root cannot be walked, or nil. A root that is a
+// symlink to a directory is fine: the operator chose it.
+func (t *Tree) CheckRoot() error {
+	info, err := os.Stat(t.abs)
+	if err == nil && !info.IsDir() {
+		err = errors.New("not a directory")
+	}
+	return err
+}
+
+// Entry is what the rules make of one path under a root.
+type Entry struct {
+	RelPath string
+	Kind    Kind // by the base name; KindNone for everything imagesync ignores
+	// Dir is a real directory (walked into); LinkedDir a symlink to one
+	// (never followed, so symlink loops cannot trap a walk).
+	Dir, LinkedDir bool
+	// Symlink: the path itself is a symbolic link. For a usable one,
+	// Target is where it resolves (absolute, without symlinks).
+	Symlink bool
+	Target  string
+	// Info describes the regular file a candidate (Kind != KindNone) is: the
+	// link's target for a symlink. Nil when it is no usable regular file.
+	Info fs.FileInfo
+	// Gone: nothing is there (any more).
+	Gone bool
+	// Err says why a candidate cannot be used: a broken symlink, a stat
+	// that failed. Non-candidates never carry one.
+	Err error
+}
+
+// Usable reports a candidate that is a regular file the rules accept.
+func (e Entry) Usable() bool { return e.Kind != KindNone && e.Info != nil && e.Err == nil }
+
+// ID is the identity of the file a usable entry is.
+func (e Entry) ID() FileID {
+	if e.Info == nil {
+		return FileID{}
+	}
+	return IDOf(e.Info)
+}
+
+// Lstat applies the rules to one path under the root, as it is now.
+func (t *Tree) Lstat(rel string) Entry {
+	info, err := os.Lstat(t.AbsOf(rel))
+	k := t.Classify(path.Base(rel))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Entry{RelPath: rel, Kind: k, Gone: true}
+		}
+		e := Entry{RelPath: rel, Kind: k}
+		if k != KindNone {
+			e.Err = fmt.Errorf("cannot stat: %w", err)
+		}
+		return e
+	}
+	return t.entry(rel, k, info.Mode().Type(), func() (fs.FileInfo, error) { return info, nil })
+}
+
+// entry decides what the path rel of type typ is; info lstats it when
+// needed (a directory listing has the type without a stat).
+func (t *Tree) entry(rel string, k Kind, typ fs.FileMode, info func() (fs.FileInfo, error)) Entry {
+	e := Entry{RelPath: rel, Kind: k}
+	switch {
+	case typ.IsDir():
+		e.Dir = true
+	case typ&fs.ModeSymlink != 0:
+		e.Symlink = true
+		return t.follow(e)
+	case typ.IsRegular():
+		if k == KindNone {
+			return e
+		}
+		fi, err := info()
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			e.Gone = true
+		case err != nil:
+			e.Err = fmt.Errorf("cannot stat: %w", err)
+		case fi.Mode().IsRegular():
+			e.Info = fi
+		}
+	}
+	// Anything else (a FIFO, a socket, a device) is not an image.
+	return e
+}
+
+// follow decides about a symlink. Directories are never followed; a
+// symlinked file is taken with its target's facts under the link's name.
+func (t *Tree) follow(e Entry) Entry {
+	info, err := os.Stat(t.AbsOf(e.RelPath))
+	if err != nil {
+		if e.Kind != KindNone {
+			e.Err = fmt.Errorf("broken symlink: %w", err)
+		}
+		return e
+	}
+	if info.IsDir() {
+		e.LinkedDir = true
+		return e
+	}
+	if e.Kind == KindNone || !info.Mode().IsRegular() {
+		return e
+	}
+	target, err := filepath.EvalSymlinks(t.AbsOf(e.RelPath))
+	if err != nil {
+		e.Err = fmt.Errorf("broken symlink: %w", err)
+		return e
+	}
+	e.Target, e.Info = target, info
+	return e
+}
+
+// Visitor receives what Walk finds. Nil funcs are not called.
+type Visitor struct {
+	// EnterDir is called for each directory (rel "" is the root) before it
+	// is listed, so that a watch added there sees what the listing misses.
+	EnterDir func(rel string)
+	// Listed reports a directory's listing: nil, or why it failed
+	// (fs.ErrNotExist if it vanished). Its entries follow only after nil.
+	Listed func(rel string, err error)
+	// Entry is called for every name that is not ignored and not a
+	// directory walked into: candidates with their facts or the reason they
+	// cannot be used, linked directories, and the rest (KindNone, nothing
+	// looked up).
+	Entry func(e Entry)
+}
+
+// Walk walks the directory rel ("" for the root) and everything below it,
+// in lexical order, applying the rules: ignored names (hidden, temporary,
+// partial) are skipped, files and directories alike; symlinked directories
+// are reported, never entered. It stops only when ctx is done.
+func (t *Tree) Walk(ctx context.Context, rel string, v Visitor) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if v.EnterDir != nil {
+		v.EnterDir(rel)
+	}
+	entries, err := os.ReadDir(t.AbsOf(rel))
+	if v.Listed != nil {
+		v.Listed(rel, err)
+	}
+	if err != nil {
+		return nil
+	}
+	for _, de := range entries {
+		name := de.Name()
+		if Ignored(name) {
+			continue
+		}
+		crel := path.Join(rel, name)
+		if de.IsDir() {
+			if err := t.Walk(ctx, crel, v); err != nil {
+				return err
+			}
+			continue
+		}
+		e := t.entry(crel, t.Classify(name), de.Type(), de.Info)
+		if v.Entry != nil {
+			v.Entry(e)
+		}
+	}
+	return nil
+}
+
+// ErrChanged is returned by Open when the path no longer holds the file
+// that was checked: it changed or was replaced since.
+var ErrChanged = errors.New("the file changed since it was checked")
+
+// Open opens the file at rel for reading, applying the rules as they stand
+// now, and only if it is the file whose identity is want (a zero want
+// accepts the file the rules accept now). It never blocks on a FIFO swapped
+// in, and the open does not leave the directory tree the path resolves in.
+// Read the file only through the returned *os.File: its identity was
+// checked, the path's may change at any time.
+func (t *Tree) Open(rel string, want FileID) (*os.File, error) {
+	e := t.Lstat(rel)
+	switch {
+	case e.Gone:
+		return nil, &fs.PathError{Op: "open", Path: t.AbsOf(rel), Err: fs.ErrNotExist}
+	case e.Err != nil:
+		return nil, e.Err
+	case e.Info == nil:
+		return nil, fmt.Errorf("%s is not a regular file", t.AbsOf(rel))
+	}
+	if want == (FileID{}) {
+		want = e.ID()
+	} else if e.ID() != want {
+		return nil, ErrChanged
+	}
+	var f *os.File
+	var err error
+	if e.Symlink {
+		f, err = os.OpenFile(e.Target, os.O_RDONLY|openNonblock|openNoFollow, 0)
+	} else {
+		f, err = openReadOnly(t.abs, rel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || IDOf(fi) != want {
+		f.Close()
+		return nil, ErrChanged
+	}
+	return f, nil
+}
+
+// openReadOnly opens rel under dir without following a symlink out of dir
+// (os.Root), and without blocking on a FIFO.
+func openReadOnly(dir, rel string) (*os.File, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.OpenFile(filepath.FromSlash(rel), os.O_RDONLY|openNonblock, 0)
+}
