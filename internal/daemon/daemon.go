@@ -75,6 +75,8 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	enq := jobs.NewEnqueuer(conn.Client, cfg.Node)
+	// Hops between jobs in milliseconds without polling Redis hard at idle.
+	enq.Waker = jobs.NewQueueWaker(jobs.DefaultIdlePoll)
 	m := metrics.New(enq.Inspector())
 	session := cloud.New(cloud.Options{
 		AuthURL: cfg.Cloud.AuthURL, Token: cfg.Cloud.Token, Timeout: cfg.Cloud.Timeout.D(),
@@ -102,7 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 	base := func() context.Context { return context.WithoutCancel(ctx) }
 	serverCfg := func(concurrency int, queues map[string]int) asynq.Config {
 		return asynq.Config{
-			Concurrency: concurrency, Queues: queues, BaseContext: base,
+			Concurrency: concurrency, Queues: queues, BaseContext: base, TaskCheckInterval: jobs.WakePollInterval,
 			RetryDelayFunc: jobs.RetryDelay, IsFailure: jobs.IsFailure,
 			ShutdownTimeout: opts.ShutdownTimeout, Logger: asynqLogger{log.Named("asynq")}, LogLevel: asynq.WarnLevel,
 			HealthCheckFunc: func(err error) {
@@ -119,8 +121,8 @@ func Run(ctx context.Context, opts Options) error {
 	} else if n > 0 {
 		log.Info("reclaimed the tasks a crashed syncd on this host left running; they resume now", zap.Int("tasks", n))
 	}
-	uploads := asynq.NewServerFromRedisClient(conn.Client, serverCfg(cfg.Upload.Files, uploadQueues))
-	general := asynq.NewServerFromRedisClient(conn.Client, serverCfg(4, map[string]int{jobs.QueueDefault: 1}))
+	uploads := asynq.NewServerFromRedisClient(enq.Waker.Client(conn.Client), serverCfg(cfg.Upload.Files, uploadQueues))
+	general := asynq.NewServerFromRedisClient(enq.Waker.Client(conn.Client), serverCfg(4, map[string]int{jobs.QueueDefault: 1}))
 	if err := uploads.Start(worker.Handler()); err != nil {
 		return fmt.Errorf("start upload workers: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -28,6 +30,9 @@ type Enqueuer struct {
 	client *asynq.Client
 	insp   *asynq.Inspector
 	Node   string
+	// Waker, if set, is woken after every enqueue so that this process's
+	// servers pick the task up at once (see QueueWaker).
+	Waker *QueueWaker
 }
 
 // NewEnqueuer shares one go-redis client.
@@ -60,10 +65,11 @@ func (e *Enqueuer) Enqueue(ctx context.Context, r Request) (Outcome, error) {
 		return "", fmt.Errorf("encoding %s payload: %w", r.Type, err)
 	}
 	opts := append([]asynq.Option{asynq.TaskID(r.ID), asynq.Queue(r.Queue), asynq.Retention(Retention)}, r.Opts...)
-	task := asynq.NewTask(r.Type, data, opts...)
 	for attempt := 0; attempt < 2; attempt++ {
+		task := asynq.NewTaskWithHeaders(r.Type, data, hopHeaders(ctx, time.Now()), opts...)
 		_, err = e.client.EnqueueContext(ctx, task)
 		if err == nil {
+			e.Waker.Wake()
 			return Enqueued, nil
 		}
 		if !errors.Is(err, asynq.ErrTaskIDConflict) {
@@ -91,6 +97,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, r Request) (Outcome, error) {
 			if r.Replace {
 				// Run it now instead of waiting out its backoff.
 				if rerr := e.insp.RunTask(r.Queue, r.ID); rerr == nil {
+					e.Waker.Wake()
 					return Queued, nil
 				}
 			}
@@ -100,4 +107,30 @@ func (e *Enqueuer) Enqueue(ctx context.Context, r Request) (Outcome, error) {
 		}
 	}
 	return "", fmt.Errorf("enqueue %s %s: task id stayed taken", r.Type, r.ID)
+}
+
+// Task headers that time the hop from one job to the next (see hopLatency).
+const (
+	headerEnqueuedAt = "imagesync-enqueued-at" // Unix nanoseconds
+	headerEnqueuedBy = "imagesync-enqueued-by" // the type of the job that enqueued it
+)
+
+func hopHeaders(ctx context.Context, now time.Time) map[string]string {
+	h := map[string]string{headerEnqueuedAt: strconv.FormatInt(now.UnixNano(), 10)}
+	if by, ok := ctx.Value(jobTypeKey).(string); ok {
+		h[headerEnqueuedBy] = by
+	}
+	return h
+}
+
+// hopLatency is how long a task enqueued by another job waited between that
+// enqueue and its own start, or false for a task no job enqueued, a retry,
+// or one without the headers (enqueued by an older imagesync).
+func hopLatency(headers map[string]string, retry int, started time.Time) (by string, d time.Duration, ok bool) {
+	by = headers[headerEnqueuedBy]
+	ns, err := strconv.ParseInt(headers[headerEnqueuedAt], 10, 64)
+	if by == "" || err != nil || retry > 0 {
+		return "", 0, false
+	}
+	return by, max(started.Sub(time.Unix(0, ns)), 0), true
 }

@@ -77,13 +77,21 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 		retry, _ := asynq.GetRetryCount(ctx)
 		log := w.d.Log.With(zap.String("job", id), zap.String("type", t.Type()), zap.String("queue", queue), zap.Int("attempt", retry+1))
 		ctx = context.WithValue(ctx, loggerKey, log)
+		ctx = context.WithValue(ctx, jobTypeKey, t.Type())
 		start := time.Now()
+		var hopFields []zap.Field
+		if by, hop, ok := hopLatency(t.Headers(), retry, start); ok {
+			hopFields = []zap.Field{zap.String("after", by), zap.Duration("hop", hop)}
+			if w.d.Metrics != nil {
+				w.d.Metrics.HopLatency.WithLabelValues(by, t.Type()).Observe(hop.Seconds())
+			}
+		}
 		err := next.ProcessTask(ctx, t)
 		elapsed := time.Since(start)
 		outcome := "ok"
 		switch {
 		case err == nil:
-			log.Info("job done", zap.Duration("took", elapsed))
+			log.Info("job done", append([]zap.Field{zap.Duration("took", elapsed)}, hopFields...)...)
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			outcome = "cancelled"
 			log.Info("job interrupted; it will resume", zap.Duration("took", elapsed))

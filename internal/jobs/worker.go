@@ -14,7 +14,12 @@ import (
 
 type ctxKey int
 
-const loggerKey ctxKey = iota
+const (
+	loggerKey ctxKey = iota
+	// jobTypeKey holds the type of the running job, which Enqueue records
+	// on the tasks it queues (hop latency).
+	jobTypeKey
+)
 
 // Logger returns the job's logger (with job id, type and queue fields).
 func Logger(ctx context.Context, fallback *zap.Logger) *zap.Logger {

@@ -15,6 +15,7 @@ type Metrics struct {
 
 	JobsTotal        *prometheus.CounterVec   // type, outcome (ok, retry, archived, unauthorized)
 	JobDuration      *prometheus.HistogramVec // type
+	HopLatency       *prometheus.HistogramVec // from, to: a job's enqueue of the next → the next's start
 	BytesHashed      prometheus.Counter
 	BytesSent        prometheus.Counter
 	BlocksSent       prometheus.Counter
@@ -38,6 +39,12 @@ func New(insp *asynq.Inspector) *Metrics {
 			Name: "imagesync_job_duration_seconds", Help: "Job handler duration.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
 		}, []string{"type"}),
+		HopLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imagesync_hop_latency_seconds",
+			Help: "From a job queueing the next one (upload → register → publish) to that job's start.",
+			// 1 ms to about 16 s: milliseconds when woken, about a second when found by the idle poll.
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"from", "to"}),
 		BytesHashed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_bytes_hashed_total", Help: "Bytes read and hashed from image files."}),
 		BytesSent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_bytes_sent_total", Help: "Block bytes uploaded to Pithos+."}),
 		BlocksSent:    prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_blocks_sent_total", Help: "Blocks uploaded to Pithos+."}),
@@ -50,7 +57,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		WatchErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_watch_errors_total", Help: "Unreadable files and directories met by the watcher."}),
 		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_auth_failures_total", Help: "Requests the cloud answered with 401."}),
 	}
-	reg.MustRegister(m.JobsTotal, m.JobDuration, m.BytesHashed, m.BytesSent, m.BlocksSent, m.BlocksDeduped,
+	reg.MustRegister(m.JobsTotal, m.JobDuration, m.HopLatency, m.BytesHashed, m.BytesSent, m.BlocksSent, m.BlocksDeduped,
 		m.UploadThroughput, m.FilesSeen, m.WatchErrors, m.AuthFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {
