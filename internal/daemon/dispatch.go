@@ -110,18 +110,23 @@ func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
 			continue
 		}
 		log := d.log.With(zap.String("root", img.Root), zap.String("path", img.RelPath), zap.String("metafile", e.RelPath))
-		req, err := d.catalog.RegisterRequest(facts(img), "", "", "metafile", false)
+		fu, err := jobs.FollowMetafiles(ctx, d.enq, d.catalog, facts(img))
 		if err != nil {
-			log.Error("cannot re-register after a metafile change", zap.Error(err))
+			if !errors.Is(err, context.Canceled) {
+				if jobs.Classify(err) != jobs.Permanent {
+					d.enqueueFailed.Store(true) // Redis: rescan once it answers
+				}
+				log.Error("cannot re-register after a metafile change", zap.Error(err))
+			}
 			continue
 		}
-		out, err := d.enq.Enqueue(ctx, req)
-		if err != nil {
-			d.enqueueFailed.Store(true)
-			log.Error("cannot enqueue registration", zap.Error(err))
-			continue
+		if fu.Registers() {
+			log.Info("metafile changed: registration queued", zap.String("task", fu.Request.ID))
+		} else {
+			// Found at start, or changed while the image's work is under
+			// way: that work reads the metafiles when it runs.
+			log.Debug("metafile seen: the image's work in hand follows it", zap.String("task", fu.Request.ID), zap.String("outcome", string(fu.Outcome)))
 		}
-		log.Info("metafile changed: registration queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
 	}
 }
 

@@ -54,6 +54,9 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 		HashWorkers:      w.d.HashWorkers,
 		Cache:            w.d.Cache,
 		QuotaFree:        st.Astakos.DiskspaceFree,
+		// A restart re-reports every file: one already stored as it is
+		// costs a HEAD, not a new version (a resync writes regardless).
+		SkipIfUnchanged:  !p.Force,
 		ProgressInterval: 500 * time.Millisecond,
 		Progress: func(up pithos.Progress) {
 			if w.d.Metrics != nil {

@@ -82,6 +82,12 @@ type UploadOptions struct {
 	// again" when the server still lacks blocks after a round, e.g. because
 	// they were garbage-collected meanwhile (default 3).
 	MaxRounds int
+	// SkipIfUnchanged writes nothing when the object's current version
+	// already holds this content (same size and X-Object-Hash): Upload
+	// returns that version with Unchanged set, at the cost of one HEAD. It
+	// applies only when no Sharing, Public, Meta or precondition is asked
+	// for, since a PUT would also set those.
+	SkipIfUnchanged bool
 }
 
 func (o UploadOptions) withDefaults() UploadOptions {
@@ -98,6 +104,10 @@ func (o UploadOptions) withDefaults() UploadOptions {
 		o.MaxRounds = 3
 	}
 	return o
+}
+
+func (o UploadOptions) skipIfUnchanged() bool {
+	return o.SkipIfUnchanged && o.Sharing == nil && o.Public == nil && len(o.Meta) == 0 && o.IfMatch == "" && o.IfNoneMatch == ""
 }
 
 // UploadResult describes a finished upload.
@@ -123,6 +133,9 @@ type UploadResult struct {
 	CacheHit bool
 	// Rounds is the number of hashmap PUTs that answered 409.
 	Rounds int
+	// Unchanged is true when the object already held this content and
+	// nothing was written (UploadOptions.SkipIfUnchanged).
+	Unchanged bool
 }
 
 // Upload stores f as container/object with the Pithos+ hashmap protocol, as
@@ -185,6 +198,18 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 	}
 	root := hashmap.MerkleRootRaw(digestSlices(sums))
 	rootHex := Digest(root).String()
+	if opts.skipIfUnchanged() {
+		info, err := c.ObjectInfo(ctx, container, object, nil)
+		switch {
+		case err == nil && info.Hash == rootHex && info.Bytes == size:
+			res.Hash, res.UUID, res.ETag, res.Version, res.Unchanged = rootHex, info.UUID, info.ETag, strconv.FormatInt(info.Version, 10), true
+			res.Duration = time.Since(start)
+			pr.finish()
+			return res, nil
+		case err != nil && !IsNotFound(err):
+			return nil, err
+		}
+	}
 
 	put := &PutHashmapOptions{
 		ContentType: opts.ContentType, IfMatch: opts.IfMatch, IfNoneMatch: opts.IfNoneMatch,

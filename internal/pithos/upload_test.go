@@ -217,6 +217,41 @@ func TestUploadUnchangedSendsNothing(t *testing.T) {
 	assert.Zero(t, other.BlocksSent)
 }
 
+// SkipIfUnchanged: the object already holding this content is left as it
+// is (no new version), unless the upload also asks to set something a PUT
+// would set; different content is uploaded as usual.
+func TestUploadSkipIfUnchangedWritesNothing(t *testing.T) {
+	e := newEnv(t, sandbox.Config{})
+	data := testData(6*tbs+7, tbs, 12)
+	f := e.file(t, "img", data)
+	first, err := e.c.Upload(context.Background(), "c", "img", f, UploadOptions{SkipIfUnchanged: true})
+	require.NoError(t, err)
+	assert.False(t, first.Unchanged, "a new object is uploaded")
+	version := e.head(t, "c", "img").Get("X-Object-Version")
+
+	before := e.cloud.Stats()
+	again, err := e.client(sandboxtest.Alice.Token, false).Upload(context.Background(), "c", "img", f, UploadOptions{SkipIfUnchanged: true})
+	require.NoError(t, err)
+	after := e.cloud.Stats()
+	assert.True(t, again.Unchanged)
+	assert.Equal(t, before.HashmapPuts, after.HashmapPuts, "no PUT")
+	assert.Equal(t, first.Hash, again.Hash)
+	assert.Equal(t, first.UUID, again.UUID)
+	assert.Equal(t, version, e.head(t, "c", "img").Get("X-Object-Version"), "no new version")
+	assert.Equal(t, version, again.Version)
+
+	withMeta, err := e.c.Upload(context.Background(), "c", "img", f, UploadOptions{SkipIfUnchanged: true, Meta: map[string]string{"k": "v"}})
+	require.NoError(t, err)
+	assert.False(t, withMeta.Unchanged, "metadata to set: a PUT")
+	assert.Equal(t, after.HashmapPuts+1, e.cloud.Stats().HashmapPuts)
+
+	changed := e.file(t, "img2", testData(6*tbs+7, tbs, 13))
+	other, err := e.c.Upload(context.Background(), "c", "img", changed, UploadOptions{SkipIfUnchanged: true})
+	require.NoError(t, err)
+	assert.False(t, other.Unchanged)
+	assert.NotEqual(t, first.Hash, other.Hash)
+}
+
 func TestUploadOneBlockChangeSendsOneBlock(t *testing.T) {
 	e := newEnv(t, sandbox.Config{})
 	data := testData(16*tbs+300, 1<<30, 12)
