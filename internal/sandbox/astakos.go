@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Astakos: the identity API (POST /identity/v2.0/tokens, astakos/api/tokens.py)
@@ -26,10 +25,6 @@ const unlimitedQuota int64 = math.MaxInt64
 // sandbox never expires tokens on its own, but the catalog reply carries an
 // expiry like the real one.
 const tokenLifetime = 30 * 24 * time.Hour
-
-// maxAPIJSONBody bounds the JSON request bodies read into memory (tokens,
-// user_catalogs, image members); real requests are a few hundred bytes.
-const maxAPIJSONBody = 4 << 20
 
 // Identity routes, as keystone_urls.py matches the path after "identity/".
 var (
@@ -122,41 +117,6 @@ func pyTruthy(v any) bool {
 	return true
 }
 
-// loadsJSON parses a request body the way json.loads does for these views:
-// syntax errors first, then (for syntactically valid documents) bytes that
-// are not UTF-8.
-func loadsJSON(body []byte) (any, string) {
-	if !json.Valid(body) {
-		return nil, "Could not decode request body as JSON"
-	}
-	if !utf8.Valid(body) {
-		return nil, "Could not decode request as UTF-8 string"
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, "Could not decode request body as JSON"
-	}
-	return v, ""
-}
-
-// getJSONBody is snf_django's get_json_body: Content-Type checks, then JSON.
-func getJSONBody(r *http.Request) (any, string) {
-	cts, ok := r.Header["Content-Type"]
-	if !ok || len(cts) == 0 {
-		return nil, "Missing Content-Type header field"
-	}
-	if ct := cts[0]; !strings.HasPrefix(ct, "application/json") {
-		return nil, fmt.Sprintf("Unsupported Content-type: '%s'", ct)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIJSONBody))
-	if err != nil {
-		return nil, "Could not decode request body as JSON"
-	}
-	return loadsJSON(body)
-}
-
 func (s *Server) serveTokens(w http.ResponseWriter, r *http.Request, ser string) {
 	if r.Method != http.MethodPost {
 		astakosFault(w, r, ser, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "", http.MethodPost)
@@ -198,12 +158,12 @@ func (s *Server) serveTokens(w http.ResponseWriter, r *http.Request, ser string)
 		return
 	}
 	tok, _ := token.(string)
-	u, status := s.astakosLookup(tok)
+	u, status := s.users.Lookup(tok)
 	switch status {
-	case tokenUnknown:
+	case TokenUnknown:
 		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Invalid token", "")
 		return
-	case tokenRevoked:
+	case TokenRevoked:
 		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Authentication expired", "")
 		return
 	}
@@ -220,33 +180,6 @@ func (s *Server) serveTokens(w http.ResponseWriter, r *http.Request, ser string)
 		}
 	}
 	s.writeAccess(w, r, ser, &u, base)
-}
-
-type tokenStatus int
-
-const (
-	tokenValid tokenStatus = iota
-	tokenUnknown
-	tokenRevoked
-)
-
-// astakosLookup resolves a token as Astakos itself does: a revoked token
-// belongs to a user whose token has expired, which Astakos reports
-// differently from a token it has never seen.
-func (s *Server) astakosLookup(token string) (User, tokenStatus) {
-	if token == "" {
-		return User{}, tokenUnknown
-	}
-	for _, u := range s.users {
-		if u.Token != token {
-			continue
-		}
-		if _, ok := s.userByToken(token); !ok {
-			return u, tokenRevoked
-		}
-		return u, tokenValid
-	}
-	return User{}, tokenUnknown
 }
 
 // pythonISOFormat renders t as datetime.isoformat() with a UTC tzinfo.
@@ -275,13 +208,6 @@ func serviceCatalog(base string) []catalogService {
 		{"astakos_account", "account", "v1.0", base + "/account/v1.0", base + "/astakos/ui", true},
 		{"astakos_identity", "identity", "v2.0", base + "/identity/v2.0", base + "/astakos/ui", true},
 	}
-}
-
-func pyBoolStr(b bool) string {
-	if b {
-		return "True"
-	}
-	return "False"
 }
 
 func (c catalogService) endpoint() ordered {
@@ -449,12 +375,12 @@ func (s *Server) astakosUser(w http.ResponseWriter, r *http.Request, ser string)
 		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Access denied. No authentication token", "")
 		return User{}, false
 	}
-	u, status := s.astakosLookup(token)
+	u, status := s.users.Lookup(token)
 	switch status {
-	case tokenUnknown:
+	case TokenUnknown:
 		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Invalid X-Auth-Token", "")
 		return User{}, false
-	case tokenRevoked:
+	case TokenRevoked:
 		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Authentication expired", "")
 		return User{}, false
 	}
@@ -478,7 +404,7 @@ func (s *Server) serveQuotas(w http.ResponseWriter, r *http.Request, ser string)
 		astakosFault(w, r, ser, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
 		return
 	}
-	limit := s.cfg.Quota
+	limit := s.quota
 	if limit <= 0 {
 		limit = unlimitedQuota
 	}
@@ -549,7 +475,7 @@ func (s *Server) serveUserCatalogs(w http.ResponseWriter, r *http.Request, ser s
 	}
 	uuidCatalog := map[string]any{}
 	for _, id := range wanted {
-		if u, ok := s.userByUUID(id); ok {
+		if u, ok := s.users.ByUUID(id); ok {
 			uuidCatalog[u.UUID] = u.Name
 		}
 	}
@@ -558,7 +484,7 @@ func (s *Server) serveUserCatalogs(w http.ResponseWriter, r *http.Request, ser s
 		name := n.(string)
 		// Astakos matches usernames (stored lowercase) against the
 		// lowercased query and keys the answer by the name as asked.
-		for _, u := range s.users {
+		for _, u := range s.users.Users() {
 			if strings.EqualFold(u.Name, name) {
 				nameCatalog[name] = u.UUID
 			}

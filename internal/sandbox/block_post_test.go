@@ -72,7 +72,7 @@ func TestBlockPostsProceedInParallel(t *testing.T) {
 	all := make(chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e.srv.store.blocks.written = func() {
+	e.srv.store.onBlockWritten(func() {
 		cur := inside.Add(1)
 		defer inside.Add(-1)
 		for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
@@ -84,7 +84,7 @@ func TestBlockPostsProceedInParallel(t *testing.T) {
 		case <-all:
 		case <-ctx.Done():
 		}
-	}
+	})
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {

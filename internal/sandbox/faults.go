@@ -3,10 +3,13 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // pyJSON renders v the way Python's json.dumps does by default: ", " and ": "
@@ -211,3 +214,112 @@ func notAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
 func endpointNotFound(w http.ResponseWriter, r *http.Request) {
 	writeFault(w, r, http.StatusBadRequest, faultBadRequest, "API endpoint not found", "")
 }
+
+// baseURL is the scheme and host clients used to reach us; catalog entries
+// and public URLs are built from it.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func pyBoolStr(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
+
+// unquote is Python 2's urllib.unquote, which Pithos applies to request
+// headers and Plankton to image metadata: valid %XX escapes are decoded,
+// anything else (a malformed escape, '+') is kept as it is.
+func unquote(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// quote is Python 2's urllib.quote(s, safe): letters, digits, "_.-" and the
+// safe characters stay, every other byte becomes %XX (upper case).
+func quote(s, safe string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '_' || c == '.' || c == '-' || strings.IndexByte(safe, c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&15])
+	}
+	return b.String()
+}
+
+// loadsJSON parses a request body the way json.loads does for these views:
+// syntax errors first, then (for syntactically valid documents) bytes that
+// are not UTF-8.
+func loadsJSON(body []byte) (any, string) {
+	if !json.Valid(body) {
+		return nil, "Could not decode request body as JSON"
+	}
+	if !utf8.Valid(body) {
+		return nil, "Could not decode request as UTF-8 string"
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, "Could not decode request body as JSON"
+	}
+	return v, ""
+}
+
+// getJSONBody is snf_django's get_json_body: Content-Type checks, then JSON.
+func getJSONBody(r *http.Request) (any, string) {
+	cts, ok := r.Header["Content-Type"]
+	if !ok || len(cts) == 0 {
+		return nil, "Missing Content-Type header field"
+	}
+	if ct := cts[0]; !strings.HasPrefix(ct, "application/json") {
+		return nil, fmt.Sprintf("Unsupported Content-type: '%s'", ct)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIJSONBody))
+	if err != nil {
+		return nil, "Could not decode request body as JSON"
+	}
+	return loadsJSON(body)
+}
+
+// maxAPIJSONBody bounds the JSON request bodies read into memory (tokens,
+// user_catalogs, image members); real requests are a few hundred bytes.
+const maxAPIJSONBody = 4 << 20

@@ -182,29 +182,6 @@ func lengthRequired(msg string) error {
 
 // ---- request headers ----
 
-// pyUnquote is Python 2 urllib.unquote: valid %XX escapes are decoded and
-// anything else is kept as is.
-func pyUnquote(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			v, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			b.WriteByte(byte(v))
-			i += 2
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
 // decodeRequestHeaders is update_request_headers: header values must be
 // ASCII, and percent-encoded ones are unquoted and must decode as UTF-8.
 // Content-Type and Content-Length are not HTTP_* keys in WSGI and stay as sent.
@@ -221,7 +198,7 @@ func decodeRequestHeaders(r *http.Request) error {
 				}
 			}
 			if strings.Contains(v, "%") {
-				u := pyUnquote(v)
+				u := unquote(v)
 				if !utf8.ValidString(u) {
 					return badRequest("Bad character in headers.")
 				}
@@ -229,7 +206,7 @@ func decodeRequestHeaders(r *http.Request) error {
 			}
 		}
 		if strings.Contains(k, "%") {
-			u := pyUnquote(k)
+			u := unquote(k)
 			if !utf8.ValidString(u) {
 				return badRequest("Bad character in headers.")
 			}
@@ -385,24 +362,9 @@ func (b *blockReader) next() ([]byte, error) {
 
 // ---- response headers ----
 
-// pyQuoteSafe are the characters Pithos leaves unquoted in header values
+// pithosQuoteSafe are the characters Pithos leaves unquoted in header values
 // (quote(v, safe='/=,:@; "')), on top of Python 2's always-safe set.
-const pyQuoteSafe = "/=,:@; \""
-
-// pyQuote is Python 2 urllib.quote with the Pithos safe set.
-func pyQuote(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			c == '_' || c == '.' || c == '-' || strings.IndexByte(pyQuoteSafe, c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}
+const pithosQuoteSafe = "/=,:@; \""
 
 // setHeader sets a response header with its exact Synnefo spelling, quoting
 // the value as update_response_headers does for X-Account-/X-Container-/
@@ -410,8 +372,8 @@ func pyQuote(s string) string {
 func setHeader(h http.Header, k, v string) {
 	if strings.HasPrefix(k, "X-Account-") || strings.HasPrefix(k, "X-Container-") ||
 		strings.HasPrefix(k, "X-Object-") || strings.HasPrefix(k, "Content-") {
-		v = pyQuote(v)
-		k = pyQuote(k)
+		v = quote(v, pithosQuoteSafe)
+		k = quote(k, pithosQuoteSafe)
 	}
 	h[k] = []string{v}
 }
@@ -537,7 +499,7 @@ func (s *Server) pithosTop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ser := serialization(r, true, serListing)
-	u, ok := s.authenticate(w, r)
+	u, ok := s.users.Authenticate(w, r)
 	if !ok {
 		return
 	}
@@ -576,7 +538,7 @@ func (s *Server) pithosTop(w http.ResponseWriter, r *http.Request) {
 // pithosBegin runs what every Pithos view does first: the serialisation, the
 // token check, the name size limits and header decoding.
 func (s *Server) pithosBegin(w http.ResponseWriter, r *http.Request, ser, cont, name string) (User, bool) {
-	u, ok := s.authenticate(w, r)
+	u, ok := s.users.Authenticate(w, r)
 	if !ok {
 		return User{}, false
 	}
@@ -637,7 +599,7 @@ func (s *Server) putAccountHeaders(h http.Header, info *AccountInfo) {
 	if info.Owner {
 		// The quota comes from Astakos: the total, and one entry per project
 		// (the user's base project, named after the account).
-		q := strconv.FormatInt(s.cfg.Quota, 10)
+		q := strconv.FormatInt(s.quota, 10)
 		setHeader(h, "X-Account-Policy-Quota", q)
 		setHeader(h, formatHeaderKey("X-Account-Policy-Quota-"+info.Name), q)
 	}

@@ -141,7 +141,7 @@ func (s *Server) containerPost(w http.ResponseWriter, r *http.Request, acct, con
 	}
 	ct, _ := header(r, "Content-Type")
 	upload := ct == "application/octet-stream" && length != 0
-	if upload && s.inject(w, r) {
+	if upload && s.faults.inject(w, r) {
 		return
 	}
 	meta, policy, err := containerHeaders(r)
@@ -177,7 +177,7 @@ func (s *Server) containerPost(w http.ResponseWriter, r *http.Request, acct, con
 			s.fail(w, r, ser, err)
 			return
 		}
-		h, err := s.store.blocks.put(chunk)
+		h, err := s.store.putBlock(chunk)
 		if err != nil {
 			s.fail(w, r, ser, err)
 			return

@@ -25,7 +25,7 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 		return
 	}
 	_, isHashmap := r.URL.Query()["hashmap"]
-	if isHashmap && s.inject(w, r) {
+	if isHashmap && s.faults.inject(w, r) {
 		return
 	}
 	im, _ := header(r, "If-Match")
@@ -112,7 +112,7 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 				s.fail(w, r, ser, err)
 				return
 			}
-			h, err := s.store.blocks.put(chunk)
+			h, err := s.store.putBlock(chunk)
 			if err != nil {
 				s.fail(w, r, ser, err)
 				return
@@ -432,7 +432,7 @@ func (s *Server) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, 
 				s.fail(w, r, ser, badRequest("Invalid sharing header"))
 				return
 			}
-			if err := s.store.setPermissions(u.UUID, acct, cont, name, oh.perms); err != nil {
+			if err := s.store.SetPermissions(u.UUID, acct, cont, name, *oh.perms); err != nil {
 				s.fail(w, r, ser, err)
 				return
 			}
@@ -561,7 +561,7 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 		if n > 0 {
 			bi := offset / bs
 			if int(bi) < len(hashes) {
-				if err := s.store.blocks.read(hashes[bi], block); err != nil {
+				if err := s.store.readBlock(hashes[bi], block); err != nil {
 					s.fail(w, r, ser, err)
 					return
 				}
@@ -569,7 +569,7 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 				clear(block)
 			}
 			copy(block[bo:], buf[:n])
-			h, perr := s.store.blocks.put(block)
+			h, perr := s.store.putBlock(block)
 			if perr != nil {
 				s.fail(w, r, ser, perr)
 				return

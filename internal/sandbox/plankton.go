@@ -168,7 +168,7 @@ func matchInto(re *regexp.Regexp, p string, m *[]string) bool {
 // withUser runs fn for an authenticated request; authenticate answers 401
 // itself otherwise.
 func (s *Server) withUser(w http.ResponseWriter, r *http.Request, fn func(User)) {
-	if u, ok := s.authenticate(w, r); ok {
+	if u, ok := s.users.Authenticate(w, r); ok {
 		fn(u)
 	}
 }
@@ -199,57 +199,6 @@ func (s *Server) planktonVersions(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, ordered{{"versions", []any{version("v1.0"), version("v1")}}})
-}
-
-// plQuote is Python 2 urllib.quote with safe='/': letters, digits and "_.-/" stay.
-func plQuote(s string) string {
-	const hexDigits = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.-/", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hexDigits[c>>4])
-		b.WriteByte(hexDigits[c&15])
-	}
-	return b.String()
-}
-
-// plUnquote is Python 2 urllib.unquote: %XX decoded, malformed escapes kept
-// as they are, '+' untouched.
-func plUnquote(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := plUnhex(s[i+1])
-			lo, ok2 := plUnhex(s[i+2])
-			if ok1 && ok2 {
-				b.WriteByte(hi<<4 | lo)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func plUnhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // planktonNormalize is headers_to_image_params' normalize: lowercase, with every
@@ -296,8 +245,8 @@ func headersToImageParams(h http.Header) (imageParams, error) {
 		}
 		val := strings.Join(h[name], ",")
 		if strings.HasPrefix(key, metaPropertyPrefix) {
-			pk := plUnquote(key[len(metaPropertyPrefix):])
-			pv := plUnquote(val)
+			pk := unquote(key[len(metaPropertyPrefix):])
+			pv := unquote(val)
 			if !utf8.ValidString(pk) || !utf8.ValidString(pv) {
 				return nil, errNotUTF8
 			}
@@ -314,7 +263,7 @@ func headersToImageParams(h http.Header) (imageParams, error) {
 		}
 		switch k {
 		case "name":
-			v := plUnquote(val)
+			v := unquote(val)
 			if !utf8.ValidString(v) {
 				return nil, errNotUTF8
 			}
@@ -380,7 +329,7 @@ func splitImageURL(url string) (account, container, path string, err error) {
 	}
 	parts := t[2:5]
 	for i, p := range parts {
-		parts[i] = plUnquote(p)
+		parts[i] = unquote(p)
 		if !utf8.ValidString(parts[i]) {
 			return "", "", "", errLocationUTF8
 		}
@@ -390,7 +339,7 @@ func splitImageURL(url string) (account, container, path string, err error) {
 
 // createImageURL is backend.create_url.
 func createImageURL(account, container, name string) string {
-	return "pithos://" + plQuote(account) + "/" + plQuote(container) + "/" + plQuote(name)
+	return "pithos://" + quote(account, "/") + "/" + quote(container, "/") + "/" + quote(name, "/")
 }
 
 // planktonUUID is Python's uuid.UUID(s) as the Pithos backend applies it to
@@ -405,7 +354,7 @@ func planktonUUID(s string) (string, bool) {
 		h = "00" + h[2:]
 	}
 	for i := 0; i < len(h); i++ {
-		if _, ok := plUnhex(h[i]); !ok {
+		if !isHex(h[i]) {
 			return "", false
 		}
 	}
@@ -528,8 +477,8 @@ func writeImageResponse(w http.ResponseWriter, img map[string]any) {
 		if key == "properties" {
 			props, _ := img["properties"].(map[string]string)
 			for pk, pv := range props {
-				hk := plQuote("x-image-meta-property-" + strings.ReplaceAll(pk, "_", "-"))
-				h[hk] = []string{plQuote(pv)}
+				hk := quote("x-image-meta-property-"+strings.ReplaceAll(pk, "_", "-"), "/")
+				h[hk] = []string{quote(pv, "/")}
 			}
 			continue
 		}
@@ -538,7 +487,7 @@ func writeImageResponse(w http.ResponseWriter, img map[string]any) {
 		case "status":
 			val = apiStatus(val)
 		case "name", "description":
-			val = plQuote(val)
+			val = quote(val, "/")
 		}
 		h["x-image-meta-"+strings.ReplaceAll(key, "_", "-")] = []string{val}
 	}

@@ -19,11 +19,11 @@ func TestRevokeAndRestoreToken(t *testing.T) {
 	require.Equal(t, http.StatusOK, auth())
 	e.srv.RevokeToken(idBob.Token)
 	assert.Equal(t, http.StatusUnauthorized, auth())
-	_, ok := e.srv.userByToken(idBob.Token)
-	assert.False(t, ok)
+	_, status := e.srv.users.Lookup(idBob.Token)
+	assert.Equal(t, TokenRevoked, status)
 	e.srv.RestoreToken(idBob.Token)
 	assert.Equal(t, http.StatusOK, auth())
-	_, ok = e.srv.userByToken(idBob.Token)
-	assert.True(t, ok)
+	_, status = e.srv.users.Lookup(idBob.Token)
+	assert.Equal(t, TokenValid, status)
 	e.srv.RestoreToken("never-revoked") // a no-op
 }

@@ -10,34 +10,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
-	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/imagesync/imagesync/internal/hashmap"
 )
-
-// User is one Astakos account: a display name, a uuid (the Pithos account)
-// and a token.
-type User struct {
-	Name  string
-	UUID  string
-	Token string
-}
-
-// ParseUser parses the --user flag form NAME:UUID:TOKEN.
-func ParseUser(s string) (User, error) {
-	parts := strings.Split(s, ":")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return User{}, fmt.Errorf("user %q: want NAME:UUID:TOKEN", s)
-	}
-	return User{Name: parts[0], UUID: parts[1], Token: parts[2]}, nil
-}
 
 // Config configures a sandbox.
 type Config struct {
@@ -59,18 +39,12 @@ type Config struct {
 // Server is a running sandbox. Its Handler serves every service on one host.
 type Server struct {
 	cfg     Config
-	users   []User
+	users   *Directory
+	quota   int64
 	store   *Store
 	stats   stats
+	faults  *injector
 	tempDir string
-
-	failRate atomic.Uint64 // math.Float64bits
-	latency  atomic.Int64  // nanoseconds
-
-	mu      sync.RWMutex
-	revoked map[string]bool // tokens revoked at run time (401 tests)
-	rngMu   sync.Mutex
-	rng     *mrand.Rand
 }
 
 // New opens (or creates) the sandbox's storage and returns a server.
@@ -81,30 +55,24 @@ func New(cfg Config) (*Server, error) {
 	if cfg.FailRate < 0 || cfg.FailRate > 1 {
 		return nil, fmt.Errorf("sandbox: fail rate %v is not within [0, 1]", cfg.FailRate)
 	}
-	s := &Server{cfg: cfg, revoked: map[string]bool{}}
-	var seed [16]byte
-	_, _ = rand.Read(seed[:])
-	s.rng = mrand.New(mrand.NewPCG(uint64FromBytes(seed[:8]), uint64FromBytes(seed[8:])))
-	s.users = cfg.Users
-	if len(s.users) == 0 {
-		s.users = []User{{Name: "demo", UUID: "demo-" + randomHex(8), Token: randomHex(16)}}
+	users := cfg.Users
+	if len(users) == 0 {
+		users = []User{{Name: "demo", UUID: "demo-" + randomHex(8), Token: randomHex(16)}}
 	}
-	seen := map[string]bool{}
-	for _, u := range s.users {
-		if seen["t:"+u.Token] || seen["u:"+u.UUID] {
-			return nil, fmt.Errorf("sandbox: duplicate user token or uuid for %q", u.Name)
-		}
-		seen["t:"+u.Token], seen["u:"+u.UUID] = true, true
+	dir, err := NewDirectory(users)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	dir := cfg.DataDir
-	if dir == "" {
+	s := &Server{cfg: cfg, users: dir, quota: cfg.Quota, faults: newInjector(cfg.FailRate, cfg.Latency)}
+	data := cfg.DataDir
+	if data == "" {
 		d, err := os.MkdirTemp("", "snf-sandbox-")
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: temp data dir: %w", err)
 		}
-		dir, s.tempDir = d, d
+		data, s.tempDir = d, d
 	}
-	st, err := openStore(dir, cfg.BlockSize, cfg.Quota)
+	st, err := openStore(data, cfg.BlockSize, cfg.Quota)
 	if err != nil {
 		if s.tempDir != "" {
 			os.RemoveAll(s.tempDir)
@@ -112,8 +80,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.store = st
-	s.SetFailRate(cfg.FailRate)
-	s.SetLatency(cfg.Latency)
 	return s, nil
 }
 
@@ -127,102 +93,20 @@ func (s *Server) Close() error {
 }
 
 // Users returns the configured users (with the generated demo user, if any).
-func (s *Server) Users() []User { return append([]User(nil), s.users...) }
+func (s *Server) Users() []User { return s.users.Users() }
 
 // SetFailRate changes the 503 injection rate at run time.
-func (s *Server) SetFailRate(f float64) { s.failRate.Store(math.Float64bits(f)) }
+func (s *Server) SetFailRate(f float64) { s.faults.setFailRate(f) }
 
 // SetLatency changes the injected delay at run time.
-func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+func (s *Server) SetLatency(d time.Duration) { s.faults.setLatency(d) }
 
 // RevokeToken makes a token invalid from now on, as if it expired.
-func (s *Server) RevokeToken(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.revoked[token] = true
-}
+func (s *Server) RevokeToken(token string) { s.users.Revoke(token) }
 
 // RestoreToken makes a revoked token valid again, as if its user had renewed
 // it (tests of recovery after a 401).
-func (s *Server) RestoreToken(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.revoked, token)
-}
-
-// userByToken resolves a token, honouring revocation.
-func (s *Server) userByToken(token string) (User, bool) {
-	s.mu.RLock()
-	revoked := s.revoked[token]
-	s.mu.RUnlock()
-	if revoked || token == "" {
-		return User{}, false
-	}
-	for _, u := range s.users {
-		if u.Token == token {
-			return u, true
-		}
-	}
-	return User{}, false
-}
-
-func (s *Server) userByUUID(uuid string) (User, bool) {
-	for _, u := range s.users {
-		if u.UUID == uuid {
-			return u, true
-		}
-	}
-	return User{}, false
-}
-
-// authenticate resolves the request's token (the X-Auth-Token query parameter
-// first, then the header) as Pithos and Cyclades do, answering 401 itself
-// when it fails.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (User, bool) {
-	token := r.URL.Query().Get("X-Auth-Token")
-	if token == "" {
-		token = r.Header.Get("X-Auth-Token")
-	}
-	if token == "" {
-		writeFault(w, r, http.StatusUnauthorized, faultUnauthorized, "Access denied. No authentication token", "")
-		return User{}, false
-	}
-	u, ok := s.userByToken(token)
-	if !ok {
-		// The service relays Astakos' 401 as a generic fault: the reason
-		// phrase as message and Astakos' own body as details.
-		details := string(pyJSON(ordered{{faultUnauthorized, ordered{{"code", 401}, {"message", "Invalid token"}, {"details", ""}}}}))
-		writeFault(w, r, http.StatusUnauthorized, faultGeneric, "UNAUTHORIZED", details)
-		return User{}, false
-	}
-	return u, true
-}
-
-// inject applies --latency and --fail-rate to a block upload or hashmap PUT.
-// It reports true when it has answered the request with a 503.
-func (s *Server) inject(w http.ResponseWriter, r *http.Request) bool {
-	if d := time.Duration(s.latency.Load()); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-		case <-t.C:
-		}
-	}
-	rate := math.Float64frombits(s.failRate.Load())
-	if rate <= 0 {
-		return false
-	}
-	s.rngMu.Lock()
-	fail := s.rng.Float64() < rate
-	s.rngMu.Unlock()
-	if !fail {
-		return false
-	}
-	s.stats.faultsInjected.Add(1)
-	writeFault(w, r, http.StatusServiceUnavailable, faultUnavailable, "Service Unavailable (injected by snf-sandbox --fail-rate)", "")
-	return true
-}
+func (s *Server) RestoreToken(token string) { s.users.Restore(token) }
 
 // Handler serves every service:
 //
@@ -254,28 +138,10 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// baseURL is the scheme and host clients used to reach us; catalog entries
-// and public URLs are built from it.
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func uint64FromBytes(b []byte) uint64 {
-	var v uint64
-	for _, x := range b {
-		v = v<<8 | uint64(x)
-	}
-	return v
 }
 
 // stats are the counters of GET /_sandbox/stats.
@@ -284,7 +150,6 @@ type stats struct {
 	blocksReceived     atomic.Int64
 	blockBytesReceived atomic.Int64
 	hashmapPuts        atomic.Int64
-	faultsInjected     atomic.Int64
 	imageRegisters     atomic.Int64
 	imageUpdates       atomic.Int64
 	objectPuts         atomic.Int64
@@ -308,12 +173,12 @@ type Stats struct {
 func (s *Server) statsJSON() map[string]any {
 	st := &s.stats
 	return map[string]any{
-		"meta_commits":         s.store.commits.Load(),
+		"meta_commits":         s.store.metaCommits(),
 		"requests":             st.requests.Load(),
 		"blocks_received":      st.blocksReceived.Load(),
 		"block_bytes_received": st.blockBytesReceived.Load(),
 		"hashmap_puts":         st.hashmapPuts.Load(),
-		"faults_injected":      st.faultsInjected.Load(),
+		"faults_injected":      s.faults.injectedCount(),
 		"image_registers":      st.imageRegisters.Load(),
 		"image_updates":        st.imageUpdates.Load(),
 		"object_puts":          st.objectPuts.Load(),
@@ -326,8 +191,8 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Requests: st.requests.Load(), BlocksReceived: st.blocksReceived.Load(),
 		BlockBytesReceived: st.blockBytesReceived.Load(), HashmapPuts: st.hashmapPuts.Load(),
-		FaultsInjected: st.faultsInjected.Load(), ImageRegisters: st.imageRegisters.Load(),
+		FaultsInjected: s.faults.injectedCount(), ImageRegisters: st.imageRegisters.Load(),
 		ImageUpdates: st.imageUpdates.Load(), ObjectPuts: st.objectPuts.Load(),
-		MetaCommits: s.store.commits.Load(),
+		MetaCommits: s.store.metaCommits(),
 	}
 }

@@ -98,6 +98,21 @@ func openStore(dir string, blockSize int, quota int64) (*Store, error) {
 	return &Store{db: db, blocks: blocks, blockSize: blockSize, quota: quota}, nil
 }
 
+// onBlockWritten sets a function that runs after each block's bytes are
+// on disk and before the block is renamed into place. Tests use it to see
+// block writes overlap; set it before serving requests.
+func (st *Store) onBlockWritten(fn func()) { st.blocks.written = fn }
+
+// putBlock stores one block (the bytes of a block-size chunk) and returns
+// its hash; the metadata is not touched.
+func (st *Store) putBlock(data []byte) (string, error) { return st.blocks.put(data) }
+
+// readBlock fills buf (one block's worth) with the block, NUL-padded.
+func (st *Store) readBlock(hash string, buf []byte) error { return st.blocks.read(hash, buf) }
+
+// metaCommits is the number of metadata write transactions so far.
+func (st *Store) metaCommits() int64 { return st.commits.Load() }
+
 // Close closes the metadata database.
 func (st *Store) Close() error { return st.db.Close() }
 
