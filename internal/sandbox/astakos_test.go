@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,8 +21,8 @@ import (
 // Users of the Astakos and Plankton tests: two accounts, so that permission
 // rules can be checked.
 var (
-	idAlice = User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
-	idBob   = User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
+	idAlice = astakos.User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
+	idBob   = astakos.User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
 )
 
 // idEnv is a sandbox served on loopback for the Astakos and Plankton tests.
@@ -31,7 +34,7 @@ type idEnv struct {
 func newIDEnv(t *testing.T, cfg Config) *idEnv {
 	t.Helper()
 	if len(cfg.Users) == 0 {
-		cfg.Users = []User{idAlice, idBob}
+		cfg.Users = []astakos.User{idAlice, idBob}
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -134,28 +137,28 @@ func TestTokensRequestErrors(t *testing.T) {
 	}{
 		{"xml body", map[string]string{"Content-Type": "application/xml"},
 			`<pkAuth tenantName="x"><passwordCredentials username="u" password="p"/></pkAuth>`,
-			400, faultBadRequest, "Unsupported Content-type: 'application/xml'", false},
+			400, wire.FaultBadRequest, "Unsupported Content-type: 'application/xml'", false},
 		{"no content type", nil, `{"auth": {"token": {"id": "alice-token"}}}`,
-			400, faultBadRequest, "Missing Content-Type header field", false},
+			400, wire.FaultBadRequest, "Missing Content-Type header field", false},
 		{"missing password", idJSONCT, `{"auth":{"passwordCredentials":{"username":"` + a.UUID + `"},"tenantName":"` + a.UUID + `"}}`,
-			400, faultBadRequest, "Malformed request", true},
+			400, wire.FaultBadRequest, "Malformed request", true},
 		{"missing username", idJSONCT, `{"auth":{"passwordCredentials":{"password":"` + a.Token + `"},"tenantName":"` + a.UUID + `"}}`,
-			400, faultBadRequest, "Malformed request", true},
+			400, wire.FaultBadRequest, "Malformed request", true},
 		{"invalid password", idJSONCT, `{"auth":{"passwordCredentials":{"username":"` + a.UUID + `","password":""},"tenantName":"` + a.UUID + `"}}`,
-			401, faultUnauthorized, "Invalid token", false},
+			401, wire.FaultUnauthorized, "Invalid token", false},
 		{"inconsistent user", idJSONCT, `{"auth":{"passwordCredentials":{"username":"` + a.UUID + `","password":"` + b.Token + `"},"tenantName":"` + b.UUID + `"}}`,
-			401, faultUnauthorized, "Invalid credentials", false},
-		{"not json", idJSONCT, "not json", 400, faultBadRequest, "Could not decode request body as JSON", false},
+			401, wire.FaultUnauthorized, "Invalid credentials", false},
+		{"not json", idJSONCT, "not json", 400, wire.FaultBadRequest, "Could not decode request body as JSON", false},
 		{"auth_token key", idJSONCT, `{"auth":{"auth_token":{"id":"` + a.Token + `"},"tenantName":"` + a.UUID + `"}}`,
-			400, faultBadRequest, "Malformed request: missing credentials", false},
+			400, wire.FaultBadRequest, "Malformed request: missing credentials", false},
 		{"null token", idJSONCT, `{"auth":{"token":{"id":null}}}`,
-			400, faultBadRequest, "Malformed request: missing token", false},
+			400, wire.FaultBadRequest, "Malformed request: missing token", false},
 		{"inconsistent tenant", idJSONCT, `{"auth":{"token":{"id":"` + a.Token + `"},"tenantName":"` + b.UUID + `"}}`,
-			400, faultBadRequest, "Not conforming tenantName", false},
+			400, wire.FaultBadRequest, "Not conforming tenantName", false},
 		{"oauth2 code", idJSONCT, `{"auth":{"token":{"id":"12345"},"tenantName":"` + a.UUID + `"}}`,
-			401, faultUnauthorized, "Invalid token", false},
+			401, wire.FaultUnauthorized, "Invalid token", false},
 		{"auth not an object", idJSONCT, `{"auth":"x"}`,
-			500, faultInternal, "Unexpected error", false},
+			500, wire.FaultInternal, "Unexpected error", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -183,7 +186,7 @@ func TestTokensRevoked(t *testing.T) {
 	e.srv.RevokeToken(idBob.Token)
 	r := e.do(t, http.MethodPost, "/identity/v2.0/tokens", idJSONCT, `{"auth":{"token":{"id":"bob-token"}}}`)
 	require.Equal(t, http.StatusUnauthorized, r.status)
-	assert.Equal(t, "Authentication expired", r.fault(t, faultUnauthorized))
+	assert.Equal(t, "Authentication expired", r.fault(t, wire.FaultUnauthorized))
 	r = e.do(t, http.MethodPost, "/identity/v2.0/tokens", idJSONCT, `{"auth":{"token":{"id":"alice-token"}}}`)
 	assert.Equal(t, http.StatusOK, r.status)
 }
@@ -201,7 +204,7 @@ func TestTokensSuccess(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(t, http.MethodPost, "/identity/v2.0/tokens", map[string]string{"Content-Type": "application/json; charset=utf-8"}, body)
 			require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
-			assert.Equal(t, ctJSON, r.header.Get("Content-Type"))
+			assert.Equal(t, wire.JSONType, r.header.Get("Content-Type"))
 			// Key order as Astakos builds the reply.
 			assert.True(t, strings.HasPrefix(string(r.body), `{"access": {"token": {"id": "alice-token", "expires": "`), string(r.body))
 			access := r.json(t)["access"].(map[string]any)
@@ -253,7 +256,7 @@ func TestTokensXML(t *testing.T) {
 	r := e.do(t, http.MethodPost, "/identity/v2.0/tokens", hdr,
 		`{"auth":{"passwordCredentials":{"username":"`+idAlice.UUID+`","password":"`+idAlice.Token+`"},"tenantName":"`+idAlice.UUID+`"}}`)
 	require.Equal(t, http.StatusOK, r.status)
-	assert.Equal(t, ctXML, r.header.Get("Content-Type"))
+	assert.Equal(t, wire.XMLType, r.header.Get("Content-Type"))
 	var doc struct {
 		XMLName xml.Name `xml:"access"`
 		Token   struct {
@@ -283,7 +286,7 @@ func TestTokensXML(t *testing.T) {
 	// Faults follow the serialization too.
 	r = e.do(t, http.MethodPost, "/identity/v2.0/tokens", hdr, `{"auth":{"token":{"id":"nope"}}}`)
 	require.Equal(t, http.StatusUnauthorized, r.status)
-	assert.Equal(t, ctXML, r.header.Get("Content-Type"))
+	assert.Equal(t, wire.XMLType, r.header.Get("Content-Type"))
 	var f struct {
 		XMLName xml.Name `xml:"unauthorized"`
 		Code    int      `xml:"code,attr"`
@@ -305,12 +308,12 @@ func TestIdentityRoutes(t *testing.T) {
 	}
 	r := e.do(t, http.MethodGet, "/identity/v2.0/tokens/some-oauth2-code", nil, "")
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "No such token", r.fault(t, faultNotFound))
+	assert.Equal(t, "No such token", r.fault(t, wire.FaultNotFound))
 
 	for _, p := range []string{"/identity/v2.0/nothing", "/identity/v2.0x", "/account/v1.0/nothing", "/account/v1.0", "/account/v1.0/quotas/x"} {
 		r := e.do(t, http.MethodGet, p, nil, "")
 		require.Equal(t, http.StatusBadRequest, r.status, p)
-		assert.Equal(t, "API endpoint not found", r.fault(t, faultBadRequest), p)
+		assert.Equal(t, "API endpoint not found", r.fault(t, wire.FaultBadRequest), p)
 	}
 }
 
@@ -352,17 +355,17 @@ func TestAccountAuthAndMethods(t *testing.T) {
 		allow              string
 	}{
 		{"quotas no token", http.MethodGet, "/account/v1.0/quotas", nil,
-			401, faultUnauthorized, "Access denied. No authentication token", ""},
+			401, wire.FaultUnauthorized, "Access denied. No authentication token", ""},
 		{"quotas bad token", http.MethodGet, "/account/v1.0/quotas", map[string]string{"X-Auth-Token": "nope"},
-			401, faultUnauthorized, "Invalid X-Auth-Token", ""},
+			401, wire.FaultUnauthorized, "Invalid X-Auth-Token", ""},
 		{"quotas revoked token", http.MethodGet, "/account/v1.0/quotas", map[string]string{"X-Auth-Token": idBob.Token},
-			401, faultUnauthorized, "Authentication expired", ""},
+			401, wire.FaultUnauthorized, "Authentication expired", ""},
 		{"quotas post", http.MethodPost, "/account/v1.0/quotas", map[string]string{"X-Auth-Token": idAlice.Token},
-			405, faultNotAllowed, "Method not allowed", "GET"},
+			405, wire.FaultNotAllowed, "Method not allowed", "GET"},
 		{"catalogs get", http.MethodGet, "/account/v1.0/user_catalogs", map[string]string{"X-Auth-Token": idAlice.Token},
-			405, faultNotAllowed, "Method not allowed", "POST"},
+			405, wire.FaultNotAllowed, "Method not allowed", "POST"},
 		{"catalogs no token", http.MethodPost, "/account/v1.0/user_catalogs", nil,
-			401, faultUnauthorized, "Access denied. No authentication token", ""},
+			401, wire.FaultUnauthorized, "Access denied. No authentication token", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -400,6 +403,6 @@ func TestUserCatalogs(t *testing.T) {
 	for _, c := range bad {
 		r := e.do(t, http.MethodPost, "/account/v1.0/user_catalogs", pkAuth, c.body)
 		require.Equal(t, http.StatusBadRequest, r.status, c.body)
-		assert.Equal(t, c.message, r.fault(t, faultBadRequest), c.body)
+		assert.Equal(t, c.message, r.fault(t, wire.FaultBadRequest), c.body)
 	}
 }

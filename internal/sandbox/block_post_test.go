@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -72,7 +74,7 @@ func TestBlockPostsProceedInParallel(t *testing.T) {
 	all := make(chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e.srv.store.onBlockWritten(func() {
+	e.srv.store.OnBlockWritten(func() {
 		cur := inside.Add(1)
 		defer inside.Add(-1)
 		for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
@@ -152,7 +154,7 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B, blockSize int) *benchEnv {
 	b.Helper()
-	cfg := Config{Users: []User{psAlice, psBob}, DataDir: b.TempDir(), BlockSize: blockSize}
+	cfg := Config{Users: []astakos.User{psAlice, psBob}, DataDir: b.TempDir(), BlockSize: blockSize}
 	srv, err := New(cfg)
 	require.NoError(b, err)
 	e := &psEnv{cfg: cfg, srv: srv}

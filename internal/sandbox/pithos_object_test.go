@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -64,10 +66,10 @@ func TestPithosObjectHead(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, r.status)
 	r = e.put(t, psAlice, psAlice.UUID, "c", "x", []byte("x"), map[string]string{"Content-Disposition": "%FF"})
 	assert.Equal(t, http.StatusBadRequest, r.status, "a %-escape that is not UTF-8")
-	assert.Equal(t, "Bad character in headers.", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Bad character in headers.", r.fault(t, wire.FaultBadRequest))
 	r = e.put(t, psAlice, psAlice.UUID, "c", "x", []byte("x"), map[string]string{"Content-Type": "text/\xc3\xa9"})
 	assert.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "Bad characters in Content-Type.", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Bad characters in Content-Type.", r.fault(t, wire.FaultBadRequest))
 
 	// Preconditions.
 	r = e.do(t, &psAlice, http.MethodHead, pp(psAlice.UUID, "c", "obj"), map[string]string{"If-None-Match": `"` + root + `"`}, nil)
@@ -84,7 +86,7 @@ func TestPithosObjectHead(t *testing.T) {
 	r = e.head(t, psAlice, psAlice.UUID, "c", "missing")
 	assert.Equal(t, http.StatusNotFound, r.status)
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID, "c", "missing"), nil, nil)
-	assert.Equal(t, "Object does not exist", r.fault(t, faultNotFound))
+	assert.Equal(t, "Object does not exist", r.fault(t, wire.FaultNotFound))
 	r = e.do(t, &psAlice, "PATCH", pp(psAlice.UUID, "c", "obj"), nil, nil)
 	assert.Equal(t, http.StatusMethodNotAllowed, r.status)
 	assert.Equal(t, "HEAD,GET,PUT,COPY,MOVE,POST,DELETE", r.header.Get("Allow"))
@@ -133,7 +135,7 @@ func TestPithosObjectGet(t *testing.T) {
 				assert.Equal(t, data[tt.off:tt.to+1], r.body)
 				assert.Equal(t, fmt.Sprintf("bytes %d-%d/2500", tt.off, tt.to), r.header.Get("Content-Range"))
 			case 416:
-				assert.Equal(t, "Requested range exceeds object limits", r.fault(t, faultRangeNotSatisfied))
+				assert.Equal(t, "Requested range exceeds object limits", r.fault(t, wire.FaultRangeNotSatisfied))
 			default:
 				assert.Equal(t, data, r.body)
 			}
@@ -206,7 +208,7 @@ func TestPithosDataPut(t *testing.T) {
 	before := e.srv.Stats().ObjectPuts
 	r := e.put(t, psAlice, psAlice.UUID, "c", "bad", data, map[string]string{"ETag": "0123"})
 	require.Equal(t, http.StatusUnprocessableEntity, r.status)
-	assert.Equal(t, "Object ETag does not match", r.fault(t, faultUnprocessable))
+	assert.Equal(t, "Object ETag does not match", r.fault(t, wire.FaultUnprocessable))
 	r = e.put(t, psAlice, psAlice.UUID, "c", "good", data, map[string]string{"ETag": `"` + strings.ToUpper(md5hex) + `"`})
 	require.Equal(t, http.StatusCreated, r.status)
 	assert.EqualValues(t, 2, e.srv.Stats().ObjectPuts-before)
@@ -229,12 +231,12 @@ func TestPithosDataPut(t *testing.T) {
 	// No Content-Type: 411.
 	r = e.do(t, &psAlice, http.MethodPut, pp(psAlice.UUID, "c", "untyped"), nil, []byte("x"))
 	require.Equal(t, http.StatusLengthRequired, r.status)
-	assert.Equal(t, "Missing Content-Type header", r.fault(t, faultLengthRequired))
+	assert.Equal(t, "Missing Content-Type header", r.fault(t, wire.FaultLengthRequired))
 
 	// Into a missing container: 404; into another's container: 403.
 	r = e.put(t, psAlice, psAlice.UUID, "nope", "x", []byte("x"), nil)
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Container does not exist", r.fault(t, faultNotFound))
+	assert.Equal(t, "Container does not exist", r.fault(t, wire.FaultNotFound))
 	r = e.put(t, psBob, psAlice.UUID, "c", "x", []byte("x"), nil)
 	assert.Equal(t, http.StatusForbidden, r.status)
 
@@ -244,14 +246,14 @@ func TestPithosDataPut(t *testing.T) {
 	etag := r.header.Get("ETag")
 	r = e.put(t, psAlice, psAlice.UUID, "c", "new", data, map[string]string{"If-None-Match": "*"})
 	assert.Equal(t, http.StatusPreconditionFailed, r.status)
-	assert.Equal(t, "Resource exists or ETag matches", r.fault(t, faultPreconditionFailed))
+	assert.Equal(t, "Resource exists or ETag matches", r.fault(t, wire.FaultPreconditionFailed))
 	r = e.put(t, psAlice, psAlice.UUID, "c", "new", data, map[string]string{"If-None-Match": etag})
 	assert.Equal(t, http.StatusPreconditionFailed, r.status)
 	r = e.put(t, psAlice, psAlice.UUID, "c", "new", data, map[string]string{"If-Match": "deadbeef"})
 	assert.Equal(t, http.StatusPreconditionFailed, r.status)
 	r = e.put(t, psAlice, psAlice.UUID, "c", "absent", data, map[string]string{"If-Match": "*"})
 	assert.Equal(t, http.StatusPreconditionFailed, r.status)
-	assert.Equal(t, "Resource does not exist", r.fault(t, faultPreconditionFailed))
+	assert.Equal(t, "Resource does not exist", r.fault(t, wire.FaultPreconditionFailed))
 	r = e.put(t, psAlice, psAlice.UUID, "c", "new", data, map[string]string{"If-Match": etag})
 	assert.Equal(t, http.StatusCreated, r.status)
 
@@ -281,7 +283,7 @@ func TestPithosHashmapPut(t *testing.T) {
 		map[string]string{"Content-Type": "application/octet-stream"},
 		[]byte(fmt.Sprintf(`{"hashes": ["%s", "%s", "%s", "%s"], "bytes": %d}`, dup[0], dup[1], dup[2], dup[3], 4*psBlock)))
 	require.Equal(t, http.StatusConflict, r.status, "%s", r)
-	assert.Equal(t, ctJSON, r.header.Get("Content-Type"))
+	assert.Equal(t, wire.JSONType, r.header.Get("Content-Type"))
 	assert.Equal(t, `["`+hs[0]+`", "`+hs[1]+`", "`+hs[2]+`"]`, string(r.body))
 
 	// 409 comes before the container check.
@@ -309,7 +311,7 @@ func TestPithosHashmapPut(t *testing.T) {
 	// All blocks there: now the container and permission checks answer.
 	r = e.hashmapPut(t, psAlice, psAlice.UUID, "nope", "obj", int64(len(data)), hs, nil)
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Container does not exist", r.fault(t, faultNotFound))
+	assert.Equal(t, "Container does not exist", r.fault(t, wire.FaultNotFound))
 	r = e.hashmapPut(t, psBob, psAlice.UUID, "c", "obj", int64(len(data)), hs, nil)
 	require.Equal(t, http.StatusForbidden, r.status)
 
@@ -360,8 +362,8 @@ func TestPithosHashmapPut(t *testing.T) {
 			r := e.do(t, &psAlice, http.MethodPut, pp(psAlice.UUID, "c", "bad")+"?hashmap=&format=xml",
 				map[string]string{"Content-Type": "application/octet-stream"}, []byte(tt.body))
 			require.Equal(t, http.StatusBadRequest, r.status, "%s", r)
-			assert.Equal(t, tt.msg, r.fault(t, faultBadRequest))
-			assert.Equal(t, ctJSON, r.header.Get("Content-Type"), "PUT faults are always json")
+			assert.Equal(t, tt.msg, r.fault(t, wire.FaultBadRequest))
+			assert.Equal(t, wire.JSONType, r.header.Get("Content-Type"), "PUT faults are always json")
 		})
 	}
 	// bytes as a numeric string and a short hash that no block has (409).
@@ -420,7 +422,7 @@ func TestPithosObjectPost(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := post("?update", tt.hdr, nil)
 			require.Equal(t, http.StatusBadRequest, r.status, "%s", r)
-			assert.Equal(t, tt.msg, r.fault(t, faultBadRequest))
+			assert.Equal(t, tt.msg, r.fault(t, wire.FaultBadRequest))
 		})
 	}
 	r = post("?update", map[string]string{"X-Object-Meta-" + strings.Repeat("k", 114): "v"}, nil)
@@ -466,7 +468,7 @@ func TestPithosObjectPost(t *testing.T) {
 	// Only the owner changes the sharing.
 	r = e.do(t, &psBob, http.MethodPost, pp(psAlice.UUID, "c", "o")+"?update", map[string]string{"X-Object-Sharing": "read=*"}, nil)
 	require.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, "Modifying other account's object permissions is not allowed", r.fault(t, faultForbidden))
+	assert.Equal(t, "Modifying other account's object permissions is not allowed", r.fault(t, wire.FaultForbidden))
 
 	r = e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID, "c", "missing")+"?update", nil, nil)
 	assert.Equal(t, http.StatusNotFound, r.status)
@@ -517,7 +519,7 @@ func TestPithosPermissions(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, r.status, "403, not 404: "+m)
 	}
 	r := e.do(t, &psBob, http.MethodGet, pp(psAlice.UUID, "c", "private"), nil, nil)
-	assert.Equal(t, "User does not have access to the object", r.fault(t, faultForbidden))
+	assert.Equal(t, "User does not have access to the object", r.fault(t, wire.FaultForbidden))
 
 	r = e.head(t, psBob, psAlice.UUID, "c", "forbob")
 	require.Equal(t, http.StatusOK, r.status)
@@ -537,7 +539,7 @@ func TestPithosPermissions(t *testing.T) {
 	assert.Equal(t, psBob.UUID, e.head(t, psAlice, psAlice.UUID, "c", "dir/new").header.Get("X-Object-Modified-By"))
 	r = e.put(t, psBob, psAlice.UUID, "c", "dir/new2", []byte("x"), map[string]string{"X-Object-Sharing": "read=*"})
 	require.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, "Modifying other account's object content is not allowed", r.fault(t, faultForbidden))
+	assert.Equal(t, "Modifying other account's object content is not allowed", r.fault(t, wire.FaultForbidden))
 	r = e.put(t, psBob, psAlice.UUID, "c", "forbob", []byte("x"), nil)
 	assert.Equal(t, http.StatusForbidden, r.status, "read share only")
 	r = e.do(t, &psBob, http.MethodDelete, pp(psAlice.UUID, "c", "dir/new"), nil, nil)
@@ -593,9 +595,9 @@ func TestPithosDeleteObject(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, e.head(t, psAlice, psAlice.UUID, "c", "z").status)
 	r = e.do(t, &psAlice, http.MethodDelete, pp(psAlice.UUID, "c", "z"), nil, nil)
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Object is deleted.", r.fault(t, faultNotFound))
+	assert.Equal(t, "Object is deleted.", r.fault(t, wire.FaultNotFound))
 	r = e.do(t, &psAlice, http.MethodDelete, pp(psAlice.UUID, "c", "never"), nil, nil)
-	assert.Equal(t, "Object does not exist", r.fault(t, faultNotFound))
+	assert.Equal(t, "Object does not exist", r.fault(t, wire.FaultNotFound))
 
 	r = e.do(t, &psAlice, http.MethodDelete, pp(psAlice.UUID, "c", "a")+"?delimiter=/", nil, nil)
 	require.Equal(t, http.StatusNoContent, r.status)
@@ -617,7 +619,7 @@ func TestPithosGroups(t *testing.T) {
 
 	r = e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID)+"?update", map[string]string{"X-Account-Group-Best_friends": "x"}, nil)
 	require.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "Bad characters in group name", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Bad characters in group name", r.fault(t, wire.FaultBadRequest))
 	r = e.do(t, &psBob, http.MethodPost, pp(psAlice.UUID), nil, nil)
 	assert.Equal(t, http.StatusForbidden, r.status)
 

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,8 +24,8 @@ import (
 
 // Users of the Pithos tests (the same accounts the other sandbox tests use).
 var (
-	psAlice = User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
-	psBob   = User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
+	psAlice = astakos.User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
+	psBob   = astakos.User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
 )
 
 // psBlock is the block size of the Pithos tests, as in synnefo's own suite.
@@ -39,7 +42,7 @@ type psEnv struct {
 func newPsEnv(t *testing.T, cfg Config) *psEnv {
 	t.Helper()
 	if len(cfg.Users) == 0 {
-		cfg.Users = []User{psAlice, psBob}
+		cfg.Users = []astakos.User{psAlice, psBob}
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -106,7 +109,7 @@ func (r psResp) jsonList(t *testing.T) []map[string]any {
 }
 
 // do sends a request as u (nil: no token). Header values are sent verbatim.
-func (e *psEnv) do(t *testing.T, u *User, method, path string, hdr map[string]string, body []byte) psResp {
+func (e *psEnv) do(t *testing.T, u *astakos.User, method, path string, hdr map[string]string, body []byte) psResp {
 	t.Helper()
 	r, err := e.try(u, method, path, hdr, body)
 	require.NoError(t, err)
@@ -114,7 +117,7 @@ func (e *psEnv) do(t *testing.T, u *User, method, path string, hdr map[string]st
 }
 
 // try is do for goroutines other than the test's.
-func (e *psEnv) try(u *User, method, path string, hdr map[string]string, body []byte) (psResp, error) {
+func (e *psEnv) try(u *astakos.User, method, path string, hdr map[string]string, body []byte) (psResp, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -150,14 +153,14 @@ func pp(parts ...string) string {
 	return b.String()
 }
 
-func (e *psEnv) mkContainer(t *testing.T, u User, cont string, hdr map[string]string) {
+func (e *psEnv) mkContainer(t *testing.T, u astakos.User, cont string, hdr map[string]string) {
 	t.Helper()
 	r := e.do(t, &u, http.MethodPut, pp(u.UUID, cont), hdr, nil)
 	require.Contains(t, []int{http.StatusCreated, http.StatusAccepted}, r.status, "%s", r)
 }
 
 // put uploads data with a plain PUT and returns the reply.
-func (e *psEnv) put(t *testing.T, u User, acct, cont, name string, data []byte, hdr map[string]string) psResp {
+func (e *psEnv) put(t *testing.T, u astakos.User, acct, cont, name string, data []byte, hdr map[string]string) psResp {
 	t.Helper()
 	h := map[string]string{"Content-Type": "application/octet-stream"}
 	for k, v := range hdr {
@@ -169,20 +172,20 @@ func (e *psEnv) put(t *testing.T, u User, acct, cont, name string, data []byte, 
 	return e.do(t, &u, http.MethodPut, pp(acct, cont, name), h, data)
 }
 
-func (e *psEnv) mustPut(t *testing.T, u User, cont, name string, data []byte, hdr map[string]string) psResp {
+func (e *psEnv) mustPut(t *testing.T, u astakos.User, cont, name string, data []byte, hdr map[string]string) psResp {
 	t.Helper()
 	r := e.put(t, u, u.UUID, cont, name, data, hdr)
 	require.Equal(t, http.StatusCreated, r.status, "%s", r)
 	return r
 }
 
-func (e *psEnv) head(t *testing.T, u User, acct, cont, name string) psResp {
+func (e *psEnv) head(t *testing.T, u astakos.User, acct, cont, name string) psResp {
 	t.Helper()
 	return e.do(t, &u, http.MethodHead, pp(acct, cont, name), nil, nil)
 }
 
 // hashmapPut sends PUT ?hashmap with {"bytes": size, "hashes": hashes}.
-func (e *psEnv) hashmapPut(t *testing.T, u User, acct, cont, name string, size int64, hashes []string, hdr map[string]string) psResp {
+func (e *psEnv) hashmapPut(t *testing.T, u astakos.User, acct, cont, name string, size int64, hashes []string, hdr map[string]string) psResp {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"bytes": size, "hashes": hashes})
 	require.NoError(t, err)
@@ -223,7 +226,7 @@ func TestPithosTopLevel(t *testing.T) {
 	}
 	r := e.do(t, nil, http.MethodGet, "/", nil, nil)
 	assert.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "Missing X-Auth-User or X-Auth-Key header", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Missing X-Auth-User or X-Auth-Key header", r.fault(t, wire.FaultBadRequest))
 	r = e.do(t, nil, http.MethodGet, "/", map[string]string{"X-Auth-User": "alice"}, nil)
 	assert.Equal(t, http.StatusBadRequest, r.status)
 	r = e.do(t, nil, http.MethodGet, "/", map[string]string{"X-Auth-User": "alice", "X-Auth-Key": "k"}, nil)
@@ -243,7 +246,7 @@ func TestPithosTopLevel(t *testing.T) {
 	// Unknown paths under the service and after the version.
 	r = e.do(t, &psAlice, http.MethodGet, "x", nil, nil)
 	assert.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "API endpoint not found", r.fault(t, faultBadRequest))
+	assert.Equal(t, "API endpoint not found", r.fault(t, wire.FaultBadRequest))
 }
 
 func TestPithosAuth(t *testing.T) {
@@ -252,11 +255,11 @@ func TestPithosAuth(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	r = e.do(t, nil, http.MethodGet, pp(psAlice.UUID, "c"), nil, nil)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
-	assert.Equal(t, "Access denied. No authentication token", r.fault(t, faultUnauthorized))
-	bad := User{Token: "nope"}
+	assert.Equal(t, "Access denied. No authentication token", r.fault(t, wire.FaultUnauthorized))
+	bad := astakos.User{Token: "nope"}
 	r = e.do(t, &bad, http.MethodGet, pp(psAlice.UUID, "c"), nil, nil)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
-	assert.Equal(t, "UNAUTHORIZED", r.fault(t, faultGeneric))
+	assert.Equal(t, "UNAUTHORIZED", r.fault(t, wire.FaultGeneric))
 	// The token may also come as a query parameter.
 	r = e.do(t, nil, http.MethodHead, pp(psAlice.UUID)+"?X-Auth-Token="+psAlice.Token, nil, nil)
 	assert.Equal(t, http.StatusNoContent, r.status)
@@ -290,7 +293,7 @@ func TestPithosAccount(t *testing.T) {
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID), nil, nil)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, "a\nb\nc\n", string(r.body))
-	assert.Equal(t, ctText, r.header.Get("Content-Type"))
+	assert.Equal(t, wire.TextType, r.header.Get("Content-Type"))
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID)+"?limit=1&marker=a", nil, nil)
 	assert.Equal(t, "b\n", string(r.body))
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID)+"?format=json", nil, nil)
@@ -374,7 +377,7 @@ func TestPithosContainerPolicyAndMeta(t *testing.T) {
 			r := e.do(t, &psAlice, http.MethodPut, pp(psAlice.UUID, "p-"+strings.ReplaceAll(tt.name, " ", "-")), tt.hdr, nil)
 			require.Equal(t, tt.status, r.status, "%s", r)
 			if tt.msg != "" {
-				assert.Equal(t, tt.msg, r.fault(t, faultBadRequest))
+				assert.Equal(t, tt.msg, r.fault(t, wire.FaultBadRequest))
 			}
 		})
 	}
@@ -393,7 +396,7 @@ func TestPithosContainerPolicyAndMeta(t *testing.T) {
 	}
 	r = e.do(t, &psAlice, http.MethodPut, pp(psAlice.UUID, "many"), hdr, nil)
 	require.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "Pithos+ resources cannot have more than 32 metadata items per domain", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Pithos+ resources cannot have more than 32 metadata items per domain", r.fault(t, wire.FaultBadRequest))
 
 	// POST without ?update replaces the meta, with it merges.
 	r = e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID, "p-good")+"?update", map[string]string{"X-Container-Meta-Extra": "x"}, nil)
@@ -409,7 +412,7 @@ func TestPithosContainerPolicyAndMeta(t *testing.T) {
 	// POST to a missing container is 404; by another user 403.
 	r = e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID, "nope"), nil, nil)
 	assert.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Container does not exist", r.fault(t, faultNotFound))
+	assert.Equal(t, "Container does not exist", r.fault(t, wire.FaultNotFound))
 	r = e.do(t, &psBob, http.MethodPost, pp(psAlice.UUID, "p-good"), nil, nil)
 	assert.Equal(t, http.StatusForbidden, r.status)
 }
@@ -475,11 +478,11 @@ func TestPithosContainerListing(t *testing.T) {
 	// XML carries subdirs as elements with a name attribute.
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID, "c")+"?format=xml&delimiter=/", nil, nil)
 	require.Equal(t, http.StatusOK, r.status)
-	assert.Equal(t, ctXML, r.header.Get("Content-Type"))
+	assert.Equal(t, wire.XMLType, r.header.Get("Content-Type"))
 	assert.Contains(t, string(r.body), `<subdir name="photos/" />`)
 	assert.Contains(t, string(r.body), `<name>kate.jpg</name>`)
 
-	// meta filters.
+	// Meta filters.
 	e.mustPut(t, psAlice, "c", "tagged", []byte("t"), map[string]string{"X-Object-Meta-Color": "red"})
 	assert.Equal(t, "tagged", list("meta=color"))
 	assert.Equal(t, "tagged", list("meta=color=red"))
@@ -487,8 +490,8 @@ func TestPithosContainerListing(t *testing.T) {
 
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID, "nope"), nil, nil)
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Container does not exist", r.fault(t, faultNotFound))
-	assert.Equal(t, ctText, r.header.Get("Content-Type"), "the fault of a text listing is typed as text")
+	assert.Equal(t, "Container does not exist", r.fault(t, wire.FaultNotFound))
+	assert.Equal(t, wire.TextType, r.header.Get("Content-Type"), "the fault of a text listing is typed as text")
 }
 
 func TestPithosContainerDelete(t *testing.T) {
@@ -525,7 +528,7 @@ func TestPithosBlockUpload(t *testing.T) {
 	r := e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID, "c")+"?update&format=json",
 		map[string]string{"Content-Type": "application/octet-stream"}, data)
 	require.Equal(t, http.StatusAccepted, r.status, "%s", r)
-	assert.Equal(t, ctJSON, r.header.Get("Content-Type"))
+	assert.Equal(t, wire.JSONType, r.header.Get("Content-Type"))
 	var got []string
 	require.NoError(t, json.Unmarshal(r.body, &got))
 	assert.Equal(t, want, got, "one block per block_size chunk")
@@ -558,7 +561,7 @@ func TestPithosBlockUpload(t *testing.T) {
 	r = e.do(t, &psBob, http.MethodPost, pp(psAlice.UUID, "c")+"?update&format=json",
 		map[string]string{"Content-Type": "application/octet-stream"}, data[:10])
 	require.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, "User does not have write access to the container", r.fault(t, faultForbidden))
+	assert.Equal(t, "User does not have write access to the container", r.fault(t, wire.FaultForbidden))
 }
 
 func TestPithosQuota(t *testing.T) {

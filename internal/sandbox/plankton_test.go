@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -18,7 +21,7 @@ import (
 
 // pkObject is an object created through the Pithos API for image tests.
 type pkObject struct {
-	owner           User
+	owner           astakos.User
 	container, name string
 	uuid, hash      string
 	size            int
@@ -37,7 +40,7 @@ func pkObjectPath(acct, cont, name string) string {
 	return p
 }
 
-func pkAuth(u User, kv ...string) map[string]string {
+func pkAuth(u astakos.User, kv ...string) map[string]string {
 	h := map[string]string{"X-Auth-Token": u.Token}
 	for i := 0; i+1 < len(kv); i += 2 {
 		h[kv[i]] = kv[i+1]
@@ -47,7 +50,7 @@ func pkAuth(u User, kv ...string) map[string]string {
 
 // mkObject uploads data with a plain data PUT (creating the container) and
 // returns the object's identity as Pithos reports it.
-func (e *idEnv) mkObject(t *testing.T, u User, container, name string, data []byte) pkObject {
+func (e *idEnv) mkObject(t *testing.T, u astakos.User, container, name string, data []byte) pkObject {
 	t.Helper()
 	r := e.do(t, http.MethodPut, pkObjectPath(u.UUID, container, ""), pkAuth(u), "")
 	require.Contains(t, []int{http.StatusCreated, http.StatusAccepted}, r.status, "container PUT: %s", r.body)
@@ -57,7 +60,7 @@ func (e *idEnv) mkObject(t *testing.T, u User, container, name string, data []by
 	return e.headObject(t, u, pkObject{owner: u, container: container, name: name, size: len(data)})
 }
 
-func (e *idEnv) headObject(t *testing.T, u User, o pkObject) pkObject {
+func (e *idEnv) headObject(t *testing.T, u astakos.User, o pkObject) pkObject {
 	t.Helper()
 	r := e.do(t, http.MethodHead, pkObjectPath(o.owner.UUID, o.container, o.name), pkAuth(u), "")
 	require.Equal(t, http.StatusOK, r.status)
@@ -101,7 +104,7 @@ func (e *idEnv) share(t *testing.T, o pkObject, sharing string) {
 	require.Equal(t, http.StatusAccepted, r.status, "sharing POST: %s", r.body)
 }
 
-func (e *idEnv) image(t *testing.T, u User, method, path string, hdr map[string]string, body string) idResp {
+func (e *idEnv) image(t *testing.T, u astakos.User, method, path string, hdr map[string]string, body string) idResp {
 	t.Helper()
 	h := pkAuth(u)
 	for k, v := range hdr {
@@ -110,7 +113,7 @@ func (e *idEnv) image(t *testing.T, u User, method, path string, hdr map[string]
 	return e.do(t, method, "/image/v1.0"+path, h, body)
 }
 
-func (e *idEnv) register(t *testing.T, u User, location, name string, kv ...string) idResp {
+func (e *idEnv) register(t *testing.T, u astakos.User, location, name string, kv ...string) idResp {
 	t.Helper()
 	h := map[string]string{"X-Image-Meta-Name": name, "X-Image-Meta-Location": location}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -159,37 +162,37 @@ func TestRegisterValidation(t *testing.T) {
 		fault   string
 		message string
 	}{
-		{"name missing", map[string]string{"X-Image-Meta-Location": loc}, 400, faultBadRequest, "Image 'name' parameter is required"},
-		{"name empty", map[string]string{"X-Image-Meta-Name": "", "X-Image-Meta-Location": loc}, 400, faultBadRequest, "Invalid image name"},
-		{"location missing", map[string]string{"X-Image-Meta-Name": "n"}, 400, faultBadRequest, "'location' parameter is required"},
-		{"location empty", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": ""}, 400, faultBadRequest, "Invalid location ''"},
+		{"name missing", map[string]string{"X-Image-Meta-Location": loc}, 400, wire.FaultBadRequest, "Image 'name' parameter is required"},
+		{"name empty", map[string]string{"X-Image-Meta-Name": "", "X-Image-Meta-Location": loc}, 400, wire.FaultBadRequest, "Invalid image name"},
+		{"location missing", map[string]string{"X-Image-Meta-Name": "n"}, 400, wire.FaultBadRequest, "'location' parameter is required"},
+		{"location empty", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": ""}, 400, wire.FaultBadRequest, "Invalid location ''"},
 		{"location scheme", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pitho://" + idAlice.UUID + "/images/foo"},
-			400, faultBadRequest, "Invalid location 'pitho://" + idAlice.UUID + "/images/foo'"},
-		{"location no object", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://a/b"}, 400, faultBadRequest, "Invalid location 'pithos://a/b'"},
+			400, wire.FaultBadRequest, "Invalid location 'pitho://" + idAlice.UUID + "/images/foo'"},
+		{"location no object", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://a/b"}, 400, wire.FaultBadRequest, "Invalid location 'pithos://a/b'"},
 		{"location no path", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://" + idAlice.UUID + "/images"},
-			400, faultBadRequest, "Invalid location 'pithos://" + idAlice.UUID + "/images'"},
-		{"id", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Id": "x"}, 400, faultBadRequest, "Setting the image ID is not supported"},
-		{"status not addable", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Status": "x"}, 400, faultBadRequest, "Invalid parameters"},
-		{"description not addable", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Description": "x"}, 400, faultBadRequest, "Invalid parameters"},
-		{"store type", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Store": "s3"}, 400, faultBadRequest, "Invalid store type 's3'"},
+			400, wire.FaultBadRequest, "Invalid location 'pithos://" + idAlice.UUID + "/images'"},
+		{"id", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Id": "x"}, 400, wire.FaultBadRequest, "Setting the image ID is not supported"},
+		{"status not addable", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Status": "x"}, 400, wire.FaultBadRequest, "Invalid parameters"},
+		{"description not addable", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Description": "x"}, 400, wire.FaultBadRequest, "Invalid parameters"},
+		{"store type", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Store": "s3"}, 400, wire.FaultBadRequest, "Invalid store type 's3'"},
 		// A substring of 'pithos' passes the view and fails in the backend.
 		{"store substring", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Store": "pitho"},
-			400, faultBadRequest, "Invalid store 'pitho'. Only 'pithos' store is supported"},
-		{"disk format", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Disk-Format": "diskdumpp"}, 400, faultBadRequest, "Invalid disk format 'diskdumpp'"},
-		{"container format", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Container-Format": "baree"}, 400, faultBadRequest, "Invalid container format 'baree'"},
-		{"size foo", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Size": "foo"}, 400, faultBadRequest, "Invalid 'size' field"},
-		{"size wrong", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Size": "43"}, 400, faultBadRequest, "Invalid 'size' field"},
+			400, wire.FaultBadRequest, "Invalid store 'pitho'. Only 'pithos' store is supported"},
+		{"disk format", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Disk-Format": "diskdumpp"}, 400, wire.FaultBadRequest, "Invalid disk format 'diskdumpp'"},
+		{"container format", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Container-Format": "baree"}, 400, wire.FaultBadRequest, "Invalid container format 'baree'"},
+		{"size foo", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Size": "foo"}, 400, wire.FaultBadRequest, "Invalid 'size' field"},
+		{"size wrong", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Size": "43"}, 400, wire.FaultBadRequest, "Invalid 'size' field"},
 		// Header values stay strings: even the right size fails.
-		{"size right", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Size": "3000"}, 400, faultBadRequest, "Invalid 'size' field"},
-		{"checksum", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Checksum": strings.Repeat("0", 64)}, 400, faultBadRequest, "Invalid checksum field"},
-		{"name not utf-8", map[string]string{"X-Image-Meta-Name": "%FF", "X-Image-Meta-Location": loc}, 400, faultBadRequest, "Could not decode request as UTF-8 string"},
-		{"property not utf-8", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Property-A": "%C3"}, 400, faultBadRequest, "Could not decode request as UTF-8 string"},
-		{"missing object", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://" + idAlice.UUID + "/images/nope"}, 404, faultNotFound, ""},
-		{"missing container", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://" + idAlice.UUID + "/nope/foo"}, 404, faultNotFound, ""},
+		{"size right", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Size": "3000"}, 400, wire.FaultBadRequest, "Invalid 'size' field"},
+		{"checksum", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Checksum": strings.Repeat("0", 64)}, 400, wire.FaultBadRequest, "Invalid checksum field"},
+		{"name not utf-8", map[string]string{"X-Image-Meta-Name": "%FF", "X-Image-Meta-Location": loc}, 400, wire.FaultBadRequest, "Could not decode request as UTF-8 string"},
+		{"property not utf-8", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Property-A": "%C3"}, 400, wire.FaultBadRequest, "Could not decode request as UTF-8 string"},
+		{"missing object", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://" + idAlice.UUID + "/images/nope"}, 404, wire.FaultNotFound, ""},
+		{"missing container", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": "pithos://" + idAlice.UUID + "/nope/foo"}, 404, wire.FaultNotFound, ""},
 		{"key too long", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Property-" + strings.Repeat("k", 94): "v"},
-			400, faultBadRequest, "Metadata keys should be less than 111 characters"},
+			400, wire.FaultBadRequest, "Metadata keys should be less than 111 characters"},
 		{"value too long", map[string]string{"X-Image-Meta-Name": "n", "X-Image-Meta-Location": loc, "X-Image-Meta-Property-K": strings.Repeat("v", 257)},
-			400, faultBadRequest, "Metadata values should be less than 256 characters."},
+			400, wire.FaultBadRequest, "Metadata values should be less than 256 characters."},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -301,7 +304,7 @@ func TestRegisterPermissions(t *testing.T) {
 	e.share(t, o, "read="+idBob.UUID+";write="+idBob.UUID)
 	r = e.register(t, idBob, o.location(), "bobs")
 	require.Equal(t, http.StatusForbidden, r.status)
-	assert.Equal(t, "", r.fault(t, faultForbidden))
+	assert.Equal(t, "", r.fault(t, wire.FaultForbidden))
 	read, write := e.sharing(t, o)
 	assert.Empty(t, read, "Pithos keeps a user in both lists only in write")
 	assert.Equal(t, []string{idBob.UUID}, write)
@@ -361,7 +364,7 @@ func TestRegisterMetadataLimit(t *testing.T) {
 	}
 	r := e.register(t, idAlice, o.location(), "many", kv...)
 	require.Equal(t, http.StatusBadRequest, r.status, "body %s", r.body)
-	assert.NotEmpty(t, r.fault(t, faultBadRequest))
+	assert.NotEmpty(t, r.fault(t, wire.FaultBadRequest))
 	// Rolled back: not registered, sharing untouched.
 	assert.Equal(t, http.StatusNotFound, e.image(t, idAlice, http.MethodHead, "/images/"+o.uuid, nil, "").status)
 	read, _ := e.sharing(t, o)
@@ -400,13 +403,13 @@ func TestImageGetAndHead(t *testing.T) {
 	// The same failures with bodies, through PUT.
 	r := e.image(t, idAlice, http.MethodPut, "/images/"+o.uuid, nil, "")
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Object '"+o.uuid+"' does not exist.", r.fault(t, faultNotFound))
+	assert.Equal(t, "Object '"+o.uuid+"' does not exist.", r.fault(t, wire.FaultNotFound))
 	r = e.image(t, idAlice, http.MethodPut, "/images/00000000-0000-4000-8000-000000000000", nil, "")
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "", r.fault(t, faultNotFound))
+	assert.Equal(t, "", r.fault(t, wire.FaultNotFound))
 	r = e.image(t, idAlice, http.MethodPut, "/images/xyz", nil, "")
 	require.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "", r.fault(t, faultBadRequest))
+	assert.Equal(t, "", r.fault(t, wire.FaultBadRequest))
 
 	e.mustRegister(t, o, "plain")
 	// Ids are canonicalised like uuid.UUID does: case and dashes.
@@ -417,7 +420,7 @@ func TestImageGetAndHead(t *testing.T) {
 	assert.Empty(t, r.body)
 	r = e.do(t, http.MethodGet, "/image/v1.0/images/"+o.uuid, nil, "")
 	assert.Equal(t, http.StatusUnauthorized, r.status, "token checked first")
-	assert.Equal(t, "Access denied. No authentication token", r.fault(t, faultUnauthorized))
+	assert.Equal(t, "Access denied. No authentication token", r.fault(t, wire.FaultUnauthorized))
 }
 
 func TestUpdateImage(t *testing.T) {
@@ -429,11 +432,11 @@ func TestUpdateImage(t *testing.T) {
 	for _, k := range []string{"Size", "Checksum", "Location", "Id", "Store", "Description", "Created-At"} {
 		r := e.image(t, idAlice, http.MethodPut, path, map[string]string{"X-Image-Meta-" + k: "x"}, "")
 		require.Equal(t, http.StatusBadRequest, r.status, k)
-		assert.Equal(t, "Invalid metadata", r.fault(t, faultBadRequest), k)
+		assert.Equal(t, "Invalid metadata", r.fault(t, wire.FaultBadRequest), k)
 	}
 	r := e.image(t, idAlice, http.MethodPut, path, map[string]string{"X-Image-Meta-Disk-Format": "raw"}, "")
 	require.Equal(t, http.StatusBadRequest, r.status)
-	assert.Equal(t, "Invalid disk format 'raw'", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Invalid disk format 'raw'", r.fault(t, wire.FaultBadRequest))
 
 	// Merge: A deleted by an empty value, B untouched, C added, name and
 	// status changed.
@@ -455,7 +458,7 @@ func TestUpdateImage(t *testing.T) {
 	// An empty name would unregister: 404 and nothing changes.
 	r = e.image(t, idAlice, http.MethodPut, path, map[string]string{"X-Image-Meta-Name": "", "X-Image-Meta-Property-B": "changed"}, "")
 	require.Equal(t, http.StatusNotFound, r.status)
-	assert.Equal(t, "Object '"+o.uuid+"' does not exist.", r.fault(t, faultNotFound))
+	assert.Equal(t, "Object '"+o.uuid+"' does not exist.", r.fault(t, wire.FaultNotFound))
 	r = e.image(t, idAlice, http.MethodHead, path, nil, "")
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, "renamed", r.header.Get("X-Image-Meta-Name"))
@@ -517,7 +520,7 @@ func TestUnregister(t *testing.T) {
 	assert.EqualValues(t, 1, e.srv.Stats().ImageUpdates)
 }
 
-func pkListIDs(t *testing.T, e *idEnv, u User, path string) []string {
+func pkListIDs(t *testing.T, e *idEnv, u astakos.User, path string) []string {
 	t.Helper()
 	r := e.image(t, u, http.MethodGet, path, nil, "")
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
@@ -528,7 +531,7 @@ func pkListIDs(t *testing.T, e *idEnv, u User, path string) []string {
 	return ids
 }
 
-func pkDetail(t *testing.T, e *idEnv, u User, id string) map[string]any {
+func pkDetail(t *testing.T, e *idEnv, u astakos.User, id string) map[string]any {
 	t.Helper()
 	r := e.image(t, u, http.MethodGet, "/images/detail", nil, "")
 	require.Equal(t, http.StatusOK, r.status)
@@ -623,7 +626,7 @@ func TestListImages(t *testing.T) {
 	} {
 		r := e.image(t, idAlice, http.MethodGet, "/images/detail"+c.query, nil, "")
 		require.Equal(t, http.StatusBadRequest, r.status, c.query)
-		assert.Equal(t, c.message, r.fault(t, faultBadRequest), c.query)
+		assert.Equal(t, c.message, r.fault(t, wire.FaultBadRequest), c.query)
 	}
 	assert.Equal(t, []string{bo.uuid}, pkListIDs(t, e, idBob, "/images/"))
 }
@@ -634,7 +637,7 @@ func TestMembers(t *testing.T) {
 	e.mustRegister(t, o, "mem")
 	path := "/images/" + o.uuid + "/members"
 
-	members := func(u User) idResp { return e.image(t, u, http.MethodGet, path, nil, "") }
+	members := func(u astakos.User) idResp { return e.image(t, u, http.MethodGet, path, nil, "") }
 	r := members(idAlice)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, `{"members": [{"member_id": "`+idAlice.UUID+`", "can_share": false}]}`, string(r.body))
@@ -690,9 +693,9 @@ func TestMembers(t *testing.T) {
 	for _, c := range bad {
 		r := e.image(t, idAlice, http.MethodPut, path, c.header, c.body)
 		require.Equal(t, c.status, r.status, c.body)
-		name := faultBadRequest
+		name := wire.FaultBadRequest
 		if c.status == 500 {
-			name = faultInternal
+			name = wire.FaultInternal
 		}
 		assert.Equal(t, c.message, r.fault(t, name), c.body)
 	}
@@ -716,7 +719,7 @@ func TestPlanktonRoutes(t *testing.T) {
 	for _, p := range []string{"/image/v2/images", "/image/v1.0/nothing", "/image/v1.0/images/a/b", "/images", "/image/v1.0/images/a.b"} {
 		r := e.do(t, http.MethodGet, p, map[string]string{"X-Auth-Token": idAlice.Token}, "")
 		require.Equal(t, http.StatusBadRequest, r.status, p)
-		assert.Equal(t, "API endpoint not found", r.fault(t, faultBadRequest), p)
+		assert.Equal(t, "API endpoint not found", r.fault(t, wire.FaultBadRequest), p)
 	}
 	// The /v1/ prefix serves the same API.
 	r := e.do(t, http.MethodGet, "/image/v1/images", pkAuth(idAlice), "")
@@ -740,11 +743,11 @@ func TestPlanktonRoutes(t *testing.T) {
 		r := e.do(t, http.MethodPost, p, nil, "")
 		require.Equal(t, http.StatusMethodNotAllowed, r.status, p)
 		assert.Equal(t, "GET", r.header.Get("Allow"), p)
-		assert.Equal(t, "Method not allowed", r.fault(t, faultNotAllowed), p)
+		assert.Equal(t, "Method not allowed", r.fault(t, wire.FaultNotAllowed), p)
 	}
 	r = e.do(t, http.MethodGet, "/image/v1.0/images/", map[string]string{"X-Auth-Token": "nope"}, "")
 	require.Equal(t, http.StatusUnauthorized, r.status)
-	assert.Equal(t, "UNAUTHORIZED", r.fault(t, faultGeneric))
+	assert.Equal(t, "UNAUTHORIZED", r.fault(t, wire.FaultGeneric))
 }
 
 func TestQuotaUsage(t *testing.T) {

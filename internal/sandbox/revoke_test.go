@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,10 +22,10 @@ func TestRevokeAndRestoreToken(t *testing.T) {
 	e.srv.RevokeToken(idBob.Token)
 	assert.Equal(t, http.StatusUnauthorized, auth())
 	_, status := e.srv.users.Lookup(idBob.Token)
-	assert.Equal(t, TokenRevoked, status)
+	assert.Equal(t, astakos.TokenRevoked, status)
 	e.srv.RestoreToken(idBob.Token)
 	assert.Equal(t, http.StatusOK, auth())
 	_, status = e.srv.users.Lookup(idBob.Token)
-	assert.Equal(t, TokenValid, status)
+	assert.Equal(t, astakos.TokenValid, status)
 	e.srv.RestoreToken("never-revoked") // a no-op
 }

@@ -3,6 +3,12 @@
 // real server's wire behaviour (paths, headers, status codes, JSON shapes and
 // fault bodies). It serves an http.Handler, so tests run it in-process with
 // httptest and cmd/snf-sandbox runs it as a process.
+//
+// Each service is its own package over the shared store: astakos (identity,
+// quotas, user catalogs, and the user directory the others authenticate
+// with), pithos (the object store and public URLs) and plankton (images);
+// store keeps the Pithos+ data and wire renders what Synnefo's Python
+// renders. A Server composes them on one host.
 package sandbox
 
 import (
@@ -17,7 +23,19 @@ import (
 	"time"
 
 	"github.com/imagesync/imagesync/internal/hashmap"
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/pithos"
+	"github.com/imagesync/imagesync/internal/sandbox/plankton"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
+
+// User is one Astakos account: a display name, a uuid (the Pithos account)
+// and a token.
+type User = astakos.User
+
+// ParseUser parses the --user flag form NAME:UUID:TOKEN.
+func ParseUser(s string) (User, error) { return astakos.ParseUser(s) }
 
 // Config configures a sandbox.
 type Config struct {
@@ -38,13 +56,13 @@ type Config struct {
 
 // Server is a running sandbox. Its Handler serves every service on one host.
 type Server struct {
-	cfg     Config
-	users   *Directory
-	quota   int64
-	store   *Store
-	stats   stats
-	faults  *injector
-	tempDir string
+	users    *astakos.Directory
+	store    *store.Store
+	astakos  *astakos.Handler
+	pithos   *pithos.Handler
+	plankton *plankton.Handler
+	requests atomic.Int64
+	tempDir  string
 }
 
 // New opens (or creates) the sandbox's storage and returns a server.
@@ -59,11 +77,11 @@ func New(cfg Config) (*Server, error) {
 	if len(users) == 0 {
 		users = []User{{Name: "demo", UUID: "demo-" + randomHex(8), Token: randomHex(16)}}
 	}
-	dir, err := NewDirectory(users)
+	dir, err := astakos.NewDirectory(users)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	s := &Server{cfg: cfg, users: dir, quota: cfg.Quota, faults: newInjector(cfg.FailRate, cfg.Latency)}
+	s := &Server{users: dir}
 	data := cfg.DataDir
 	if data == "" {
 		d, err := os.MkdirTemp("", "snf-sandbox-")
@@ -72,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		data, s.tempDir = d, d
 	}
-	st, err := openStore(data, cfg.BlockSize, cfg.Quota)
+	st, err := store.Open(data, cfg.BlockSize, cfg.Quota)
 	if err != nil {
 		if s.tempDir != "" {
 			os.RemoveAll(s.tempDir)
@@ -80,6 +98,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.store = st
+	s.astakos = astakos.New(dir, st, cfg.Quota)
+	s.pithos = pithos.New(st, dir, pithos.Options{Quota: cfg.Quota, FailRate: cfg.FailRate, Latency: cfg.Latency})
+	s.plankton = plankton.New(st, dir)
 	return s, nil
 }
 
@@ -96,10 +117,10 @@ func (s *Server) Close() error {
 func (s *Server) Users() []User { return s.users.Users() }
 
 // SetFailRate changes the 503 injection rate at run time.
-func (s *Server) SetFailRate(f float64) { s.faults.setFailRate(f) }
+func (s *Server) SetFailRate(f float64) { s.pithos.SetFailRate(f) }
 
 // SetLatency changes the injected delay at run time.
-func (s *Server) SetLatency(d time.Duration) { s.faults.setLatency(d) }
+func (s *Server) SetLatency(d time.Duration) { s.pithos.SetLatency(d) }
 
 // RevokeToken makes a token invalid from now on, as if it expired.
 func (s *Server) RevokeToken(token string) { s.users.Revoke(token) }
@@ -111,29 +132,30 @@ func (s *Server) RestoreToken(token string) { s.users.Restore(token) }
 // Handler serves every service:
 //
 //	/identity/v2.0/…    Astakos identity (tokens)
-//	/account/v1.0/…     Astakos account (quotas, user_catalogs)
+//	/account/v1.0/…     Astakos account (quotas, resources, user_catalogs)
 //	/object-store/v1/…  Pithos+
+//	/public/…           Pithos+ public URLs
 //	/image/…            Plankton (v1.0 and v1)
 //	/_sandbox/stats     counters for tests and benchmarks
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.stats.requests.Add(1)
+		s.requests.Add(1)
 		p := r.URL.Path
 		switch {
 		case p == "/_sandbox/stats":
-			writeJSON(w, http.StatusOK, s.statsJSON())
+			wire.WriteJSON(w, http.StatusOK, s.Stats().json())
 		case strings.HasPrefix(p, "/identity/v2.0"):
-			s.serveIdentity(w, r, strings.TrimPrefix(p, "/identity/v2.0"))
+			s.astakos.Identity(w, r, strings.TrimPrefix(p, "/identity/v2.0"))
 		case strings.HasPrefix(p, "/account/v1.0"):
-			s.serveAccount(w, r, strings.TrimPrefix(p, "/account/v1.0"))
+			s.astakos.Account(w, r, strings.TrimPrefix(p, "/account/v1.0"))
 		case strings.HasPrefix(p, "/object-store/v1"):
-			s.servePithos(w, r, strings.TrimPrefix(p, "/object-store/v1"))
+			s.pithos.ObjectStore(w, r, strings.TrimPrefix(p, "/object-store/v1"))
 		case strings.HasPrefix(p, "/public/"):
-			s.servePublic(w, r, strings.TrimPrefix(p, "/public/"))
+			s.pithos.Public(w, r, strings.TrimPrefix(p, "/public/"))
 		case strings.HasPrefix(p, "/image"):
-			s.servePlankton(w, r, strings.TrimPrefix(p, "/image"))
+			s.plankton.Images(w, r, strings.TrimPrefix(p, "/image"))
 		default:
-			endpointNotFound(w, r)
+			wire.EndpointNotFound(w, r)
 		}
 	})
 }
@@ -144,18 +166,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// stats are the counters of GET /_sandbox/stats.
-type stats struct {
-	requests           atomic.Int64
-	blocksReceived     atomic.Int64
-	blockBytesReceived atomic.Int64
-	hashmapPuts        atomic.Int64
-	imageRegisters     atomic.Int64
-	imageUpdates       atomic.Int64
-	objectPuts         atomic.Int64
-}
-
-// Stats is a snapshot of the counters.
+// Stats is a snapshot of the counters of GET /_sandbox/stats.
 type Stats struct {
 	Requests           int64 `json:"requests"`
 	BlocksReceived     int64 `json:"blocks_received"`
@@ -170,29 +181,28 @@ type Stats struct {
 	MetaCommits int64 `json:"meta_commits"`
 }
 
-func (s *Server) statsJSON() map[string]any {
-	st := &s.stats
+func (st Stats) json() map[string]any {
 	return map[string]any{
-		"meta_commits":         s.store.metaCommits(),
-		"requests":             st.requests.Load(),
-		"blocks_received":      st.blocksReceived.Load(),
-		"block_bytes_received": st.blockBytesReceived.Load(),
-		"hashmap_puts":         st.hashmapPuts.Load(),
-		"faults_injected":      s.faults.injectedCount(),
-		"image_registers":      st.imageRegisters.Load(),
-		"image_updates":        st.imageUpdates.Load(),
-		"object_puts":          st.objectPuts.Load(),
+		"requests":             st.Requests,
+		"blocks_received":      st.BlocksReceived,
+		"block_bytes_received": st.BlockBytesReceived,
+		"hashmap_puts":         st.HashmapPuts,
+		"faults_injected":      st.FaultsInjected,
+		"image_registers":      st.ImageRegisters,
+		"image_updates":        st.ImageUpdates,
+		"object_puts":          st.ObjectPuts,
+		"meta_commits":         st.MetaCommits,
 	}
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
-	st := &s.stats
+	ps, ks := s.pithos.Stats(), s.plankton.Stats()
 	return Stats{
-		Requests: st.requests.Load(), BlocksReceived: st.blocksReceived.Load(),
-		BlockBytesReceived: st.blockBytesReceived.Load(), HashmapPuts: st.hashmapPuts.Load(),
-		FaultsInjected: s.faults.injectedCount(), ImageRegisters: st.imageRegisters.Load(),
-		ImageUpdates: st.imageUpdates.Load(), ObjectPuts: st.objectPuts.Load(),
-		MetaCommits: s.store.metaCommits(),
+		Requests: s.requests.Load(), BlocksReceived: ps.BlocksReceived,
+		BlockBytesReceived: ps.BlockBytesReceived, HashmapPuts: ps.HashmapPuts,
+		FaultsInjected: ps.FaultsInjected, ImageRegisters: ks.ImageRegisters,
+		ImageUpdates: ks.ImageUpdates, ObjectPuts: ps.ObjectPuts,
+		MetaCommits: s.store.MetaCommits(),
 	}
 }

@@ -8,18 +8,22 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func (e *psEnv) uuidOf(t *testing.T, u User, cont, name string) string {
+func (e *psEnv) uuidOf(t *testing.T, u astakos.User, cont, name string) string {
 	t.Helper()
 	r := e.head(t, u, u.UUID, cont, name)
 	require.Equal(t, http.StatusOK, r.status, "HEAD %s/%s", cont, name)
 	return r.header.Get("X-Object-Uuid")
 }
 
-func (e *psEnv) versions(t *testing.T, u User, acct, cont, name string) [][2]any {
+func (e *psEnv) versions(t *testing.T, u astakos.User, acct, cont, name string) [][2]any {
 	t.Helper()
 	r := e.do(t, &u, http.MethodGet, pp(acct, cont, name)+"?version=list&format=json", nil, nil)
 	require.Equal(t, http.StatusOK, r.status, "%s", r)
@@ -37,7 +41,7 @@ func TestPithosUUIDRules(t *testing.T) {
 	e.mkContainer(t, psAlice, "d", nil)
 	e.mustPut(t, psAlice, "c", "o", []byte("one"), map[string]string{"X-Object-Meta-Keep": "no"})
 	u1 := e.uuidOf(t, psAlice, "c", "o")
-	require.NoError(t, st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "o", DomainPlankton, map[string]string{"plankton:name": "img"}, false))
+	require.NoError(t, st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "o", store.DomainPlankton, map[string]string{"plankton:name": "img"}, false))
 	assert.Equal(t, u1, e.uuidOf(t, psAlice, "c", "o"), "domain meta update")
 
 	// Data overwrite: same uuid, plankton meta carried, pithos meta replaced.
@@ -45,8 +49,8 @@ func TestPithosUUIDRules(t *testing.T) {
 	assert.Equal(t, u1, e.uuidOf(t, psAlice, "c", "o"), "overwrite")
 	oi, err := st.ObjectByPath(psAlice.UUID, psAlice.UUID, "c", "o")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"plankton:name": "img"}, oi.Meta[DomainPlankton])
-	assert.Equal(t, map[string]string{"X-Object-Meta-New": "yes"}, oi.Meta[DomainPithos])
+	assert.Equal(t, map[string]string{"plankton:name": "img"}, oi.Meta[store.DomainPlankton])
+	assert.Equal(t, map[string]string{"X-Object-Meta-New": "yes"}, oi.Meta[store.DomainPithos])
 
 	r := e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID, "c", "o")+"?update", map[string]string{"X-Object-Meta-X": "1"}, nil)
 	require.Equal(t, http.StatusAccepted, r.status)
@@ -59,8 +63,8 @@ func TestPithosUUIDRules(t *testing.T) {
 	assert.NotEqual(t, u1, cu)
 	cp, err := st.ObjectByPath(psAlice.UUID, psAlice.UUID, "d", "copy")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"plankton:name": "img"}, cp.Meta[DomainPlankton])
-	assert.Equal(t, map[string]string{"X-Object-Meta-New": "yes", "X-Object-Meta-X": "1", "X-Object-Meta-Extra": "e"}, cp.Meta[DomainPithos])
+	assert.Equal(t, map[string]string{"plankton:name": "img"}, cp.Meta[store.DomainPlankton])
+	assert.Equal(t, map[string]string{"X-Object-Meta-New": "yes", "X-Object-Meta-X": "1", "X-Object-Meta-Extra": "e"}, cp.Meta[store.DomainPithos])
 	assert.Equal(t, oi.Hash, cp.Hash)
 
 	// Move: the uuid follows the object.
@@ -76,14 +80,14 @@ func TestPithosUUIDRules(t *testing.T) {
 	r = e.do(t, &psAlice, http.MethodDelete, pp(psAlice.UUID, "d", "moved"), nil, nil)
 	require.Equal(t, http.StatusNoContent, r.status)
 	_, err = st.ObjectByUUID(psAlice.UUID, u1)
-	var nf *ErrNotFound
+	var nf *store.ErrNotFound
 	assert.ErrorAs(t, err, &nf)
 	e.mustPut(t, psAlice, "d", "moved", []byte("three"), nil)
 	u3 := e.uuidOf(t, psAlice, "d", "moved")
 	assert.NotEqual(t, u1, u3)
 	oi, err = st.ObjectByPath(psAlice.UUID, psAlice.UUID, "d", "moved")
 	require.NoError(t, err)
-	assert.Empty(t, oi.Meta[DomainPlankton])
+	assert.Empty(t, oi.Meta[store.DomainPlankton])
 }
 
 func TestPithosCopyMove(t *testing.T) {
@@ -100,7 +104,7 @@ func TestPithosCopyMove(t *testing.T) {
 	assert.Equal(t, hash, h.Get("X-Object-Hash"))
 	assert.Equal(t, "text/plain", h.Get("Content-Type"))
 	r = e.do(t, &psAlice, "COPY", pp(psAlice.UUID, "c", "src"), nil, nil)
-	assert.Equal(t, "Missing Destination header", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Missing Destination header", r.fault(t, wire.FaultBadRequest))
 	r = e.do(t, &psAlice, "MOVE", pp(psAlice.UUID, "c", "dst"), map[string]string{"Destination": "/c/moved", "Content-Type": "application/x-new"}, nil)
 	require.Equal(t, http.StatusCreated, r.status)
 	assert.Equal(t, "application/x-new", e.head(t, psAlice, psAlice.UUID, "c", "moved").header.Get("Content-Type"))
@@ -110,7 +114,7 @@ func TestPithosCopyMove(t *testing.T) {
 	r = e.put(t, psAlice, psAlice.UUID, "c", "x", nil, map[string]string{"X-Copy-From": "/c/none"})
 	assert.Equal(t, http.StatusNotFound, r.status)
 	r = e.put(t, psAlice, psAlice.UUID, "c", "x", nil, map[string]string{"X-Copy-From": "c/none"})
-	assert.Equal(t, "Invalid X-Copy-From header", r.fault(t, faultBadRequest))
+	assert.Equal(t, "Invalid X-Copy-From header", r.fault(t, wire.FaultBadRequest))
 
 	// Cross-account: without a share 403, with one fine; moving needs ownership.
 	r = e.put(t, psBob, psBob.UUID, "b", "stolen", nil, map[string]string{"X-Copy-From": "/c/src", "X-Source-Account": psAlice.UUID})
@@ -189,7 +193,7 @@ func TestPithosRestartPersistence(t *testing.T) {
 	data := psData(2500, 5)
 	e.mustPut(t, psAlice, "c", "o", data[:100], nil)
 	put := e.mustPut(t, psAlice, "c", "o", data, map[string]string{"X-Object-Sharing": "read=" + psBob.UUID, "X-Object-Meta-K": "v"})
-	require.NoError(t, e.srv.store.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "o", DomainPlankton, map[string]string{"plankton:name": "n"}, false))
+	require.NoError(t, e.srv.store.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "o", store.DomainPlankton, map[string]string{"plankton:name": "n"}, false))
 	before := e.head(t, psAlice, psAlice.UUID, "c", "o").header
 	versions := e.versions(t, psAlice, psAlice.UUID, "c", "o")
 
@@ -210,7 +214,7 @@ func TestPithosRestartPersistence(t *testing.T) {
 	assert.Equal(t, "2500", r.header.Get("X-Container-Bytes-Used"))
 	oi, err := e.srv.store.ObjectByUUID(psBob.UUID, before.Get("X-Object-Uuid"))
 	require.NoError(t, err)
-	assert.Equal(t, "n", oi.Meta[DomainPlankton]["plankton:name"])
+	assert.Equal(t, "n", oi.Meta[store.DomainPlankton]["plankton:name"])
 
 	// Serials keep increasing, and the blocks are still deduplicated.
 	_, hs := blocksOf(data, psBlock)
@@ -317,9 +321,9 @@ func TestStoreObjectStoreInterface(t *testing.T) {
 	assert.Equal(t, psAlice.UUID, oi.Account)
 	assert.Greater(t, oi.Mtime, float64(1e9))
 
-	var nf *ErrNotFound
-	var fb *ErrForbidden
-	var le *ErrLimitExceeded
+	var nf *store.ErrNotFound
+	var fb *store.ErrForbidden
+	var le *store.ErrLimitExceeded
 	_, err = st.ObjectByPath(psAlice.UUID, psAlice.UUID, "c", "missing")
 	assert.ErrorAs(t, err, &nf)
 	_, err = st.ObjectByPath(psAlice.UUID, psAlice.UUID, "nope", "img")
@@ -335,39 +339,39 @@ func TestStoreObjectStoreInterface(t *testing.T) {
 	assert.Equal(t, "img", got.Name)
 
 	// Domain meta: merge, empty deletes, replace, limit, permissions.
-	require.NoError(t, st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "img", DomainPlankton, map[string]string{"plankton:name": "a", "plankton:x": "1"}, false))
-	require.NoError(t, st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "img", DomainPlankton, map[string]string{"plankton:x": ""}, false))
+	require.NoError(t, st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "img", store.DomainPlankton, map[string]string{"plankton:name": "a", "plankton:x": "1"}, false))
+	require.NoError(t, st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "img", store.DomainPlankton, map[string]string{"plankton:x": ""}, false))
 	got, err = st.ObjectByPath(psAlice.UUID, psAlice.UUID, "c", "img")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"plankton:name": "a"}, got.Meta[DomainPlankton])
+	assert.Equal(t, map[string]string{"plankton:name": "a"}, got.Meta[store.DomainPlankton])
 	assert.Greater(t, got.Serial, oi.Serial)
 	assert.Equal(t, oi.UUID, got.UUID)
 	many := map[string]string{}
 	for i := range 33 {
 		many[fmt.Sprintf("plankton:k%d", i)] = "v"
 	}
-	err = st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "img", DomainPlankton, many, true)
+	err = st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "img", store.DomainPlankton, many, true)
 	assert.ErrorAs(t, err, &le)
 	assert.Equal(t, "Pithos+ resources cannot have more than 32 metadata items per domain", err.Error())
-	err = st.UpdateObjectMeta(psBob.UUID, psAlice.UUID, "c", "img", DomainPlankton, map[string]string{"plankton:name": "b"}, false)
+	err = st.UpdateObjectMeta(psBob.UUID, psAlice.UUID, "c", "img", store.DomainPlankton, map[string]string{"plankton:name": "b"}, false)
 	assert.ErrorAs(t, err, &fb)
-	err = st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "missing", DomainPlankton, nil, true)
+	err = st.UpdateObjectMeta(psAlice.UUID, psAlice.UUID, "c", "missing", store.DomainPlankton, nil, true)
 	assert.ErrorAs(t, err, &nf)
 
 	// Permissions: owner only.
-	err = st.SetPermissions(psBob.UUID, psAlice.UUID, "c", "img", Permissions{Read: []string{psBob.UUID}})
+	err = st.SetPermissions(psBob.UUID, psAlice.UUID, "c", "img", store.Permissions{Read: []string{psBob.UUID}})
 	assert.ErrorAs(t, err, &fb)
-	require.NoError(t, st.SetPermissions(psAlice.UUID, psAlice.UUID, "c", "img", Permissions{Read: []string{psBob.UUID}}))
+	require.NoError(t, st.SetPermissions(psAlice.UUID, psAlice.UUID, "c", "img", store.Permissions{Read: []string{psBob.UUID}}))
 	got, err = st.ObjectByUUID(psBob.UUID, oi.UUID)
 	require.NoError(t, err)
 	assert.Equal(t, []string{psBob.UUID}, got.Permissions.Read)
-	err = st.SetPermissions(psAlice.UUID, psAlice.UUID, "c", "missing", Permissions{})
+	err = st.SetPermissions(psAlice.UUID, psAlice.UUID, "c", "missing", store.Permissions{})
 	assert.ErrorAs(t, err, &nf)
 
 	// DomainObjects: own objects and those shared with the user.
-	require.NoError(t, st.UpdateObjectMeta(psBob.UUID, psBob.UUID, "b", "bobimg", DomainPlankton, map[string]string{"plankton:name": "bob's"}, false))
+	require.NoError(t, st.UpdateObjectMeta(psBob.UUID, psBob.UUID, "b", "bobimg", store.DomainPlankton, map[string]string{"plankton:name": "bob's"}, false))
 	names := func(user string) []string {
-		objs, err := st.DomainObjects(user, DomainPlankton)
+		objs, err := st.DomainObjects(user, store.DomainPlankton)
 		require.NoError(t, err)
 		var out []string
 		for _, o := range objs {
@@ -377,9 +381,9 @@ func TestStoreObjectStoreInterface(t *testing.T) {
 	}
 	assert.Equal(t, []string{"a11:img"}, names(psAlice.UUID))
 	assert.Equal(t, []string{"a11:img", "b0b:bobimg"}, names(psBob.UUID))
-	require.NoError(t, st.SetPermissions(psAlice.UUID, psAlice.UUID, "c", "img", Permissions{}))
+	require.NoError(t, st.SetPermissions(psAlice.UUID, psAlice.UUID, "c", "img", store.Permissions{}))
 	assert.Equal(t, []string{"b0b:bobimg"}, names(psBob.UUID))
-	require.NoError(t, st.SetPermissions(psBob.UUID, psBob.UUID, "b", "bobimg", Permissions{Read: []string{"*"}}))
+	require.NoError(t, st.SetPermissions(psBob.UUID, psBob.UUID, "b", "bobimg", store.Permissions{Read: []string{"*"}}))
 	assert.Equal(t, []string{"a11:img", "b0b:bobimg"}, names(psAlice.UUID))
 
 	used, err := st.Usage(psAlice.UUID)

@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"bytes"
@@ -8,26 +8,28 @@ import (
 
 // ---- listing ----
 
-type listOpts struct {
-	prefix, delimiter, marker string
-	limit                     int
-	virtual, shared, public   bool
-	filters                   *metaFilter
+// ListOptions are the parameters of an object listing (list_object_meta).
+type ListOptions struct {
+	Prefix, Delimiter, Marker string
+	Limit                     int
+	Virtual, Shared, Public   bool
+	Filter                    *MetaFilter
 }
 
-type listItem struct {
-	name      string
-	subdir    bool
-	v         *versionRec
-	perms     *Permissions
-	permsPath string
-	allowed   string
-	public    string
+// ListItem is one listed object, or a virtual directory (Subdir).
+type ListItem struct {
+	Name        string
+	Subdir      bool
+	Version     *Version
+	Perms       *Permissions
+	PermsPath   string
+	AllowedTo   string
+	PublicToken string
 }
 
-// listObjects is list_object_meta for one container.
-func (st *Store) listObjects(user, acct, cont string, o listOpts) ([]listItem, error) {
-	var out []listItem
+// ListObjects is list_object_meta for one container.
+func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem, error) {
+	var out []ListItem
 	err := st.view(func(t *txn) error {
 		if _, err := t.container(acct, cont); err != nil {
 			return err
@@ -62,16 +64,16 @@ func (st *Store) listObjects(user, acct, cont string, o listOpts) ([]listItem, e
 			if err := restrict(paths); err != nil {
 				return err
 			}
-		} else if o.shared || o.public {
+		} else if o.Shared || o.Public {
 			var paths [][]byte
-			if o.shared {
+			if o.Shared {
 				p, err := t.sharedPaths("", base)
 				if err != nil {
 					return err
 				}
 				paths = append(paths, p...)
 			}
-			if o.public {
+			if o.Public {
 				c := t.public.Cursor()
 				for k, _ := c.Seek(base); k != nil && bytes.HasPrefix(k, base); k, _ = c.Next() {
 					paths = append(paths, append([]byte(nil), k...))
@@ -95,31 +97,31 @@ func (st *Store) listObjects(user, acct, cont string, o listOpts) ([]listItem, e
 			}
 			return false
 		}
-		start := append(append([]byte(nil), base...), o.prefix...)
-		if o.marker != "" && o.marker > o.prefix {
-			start = okey(acct, cont, o.marker)
+		start := append(append([]byte(nil), base...), o.Prefix...)
+		if o.Marker != "" && o.Marker > o.Prefix {
+			start = okey(acct, cont, o.Marker)
 		}
 		lastSub := ""
 		c := t.objects.Cursor()
 		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, base); k, _ = c.Next() {
 			n := string(k[len(base):])
-			if !strings.HasPrefix(n, o.prefix) {
+			if !strings.HasPrefix(n, o.Prefix) {
 				break
 			}
-			if (o.marker != "" && n <= o.marker) || !visible(n) {
+			if (o.Marker != "" && n <= o.Marker) || !visible(n) {
 				continue
 			}
 			if lastSub != "" && strings.HasPrefix(n, lastSub) {
 				continue
 			}
-			if o.delimiter != "" {
-				if i := strings.Index(n[len(o.prefix):], o.delimiter); i >= 0 {
-					end := len(o.prefix) + i + len(o.delimiter)
+			if o.Delimiter != "" {
+				if i := strings.Index(n[len(o.Prefix):], o.Delimiter); i >= 0 {
+					end := len(o.Prefix) + i + len(o.Delimiter)
 					if end != len(n) {
 						lastSub = n[:end]
-						if o.virtual {
-							out = append(out, listItem{name: lastSub, subdir: true})
-							if len(out) >= o.limit {
+						if o.Virtual {
+							out = append(out, ListItem{Name: lastSub, Subdir: true})
+							if len(out) >= o.Limit {
 								break
 							}
 						}
@@ -131,45 +133,45 @@ func (st *Store) listObjects(user, acct, cont string, o listOpts) ([]listItem, e
 			if err != nil {
 				return err
 			}
-			if o.filters != nil && !o.filters.match(v.Meta[DomainPithos]) {
+			if o.Filter != nil && !o.Filter.match(v.Meta[DomainPithos]) {
 				continue
 			}
-			it := listItem{name: n, v: v}
+			it := ListItem{Name: n, Version: v}
 			if kp, p, err := t.permissionsPath(acct, cont, n); err != nil {
 				return err
 			} else if p != nil {
-				it.perms = p
+				it.Perms = p
 				a, cn, pn := splitOkey(kp)
-				it.permsPath = a + "/" + cn + "/" + pn
+				it.PermsPath = a + "/" + cn + "/" + pn
 				if user != acct {
-					it.allowed = t.allowedAction(user, acct, cont, n)
+					it.AllowedTo = t.allowedAction(user, acct, cont, n)
 				}
 			}
 			if user == acct {
-				it.public = t.publicToken(k)
+				it.PublicToken = t.publicToken(k)
 			}
 			out = append(out, it)
-			if len(out) >= o.limit {
+			if len(out) >= o.Limit {
 				break
 			}
 		}
-		sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 		return nil
 	})
 	return out, err
 }
 
-// metaFilter is the ?meta= query of a listing (pithos/backends/filter.py):
+// MetaFilter is the ?meta= query of a listing (pithos/backends/filter.py):
 // any of included exists, none of excluded exists, every operation holds.
-type metaFilter struct {
-	included, excluded []string
-	opers              [][3]string
+type MetaFilter struct {
+	Included, Excluded []string
+	Ops                [][3]string
 }
 
-func (f *metaFilter) match(meta map[string]string) bool {
-	if len(f.included) > 0 {
+func (f *MetaFilter) match(meta map[string]string) bool {
+	if len(f.Included) > 0 {
 		found := false
-		for _, k := range f.included {
+		for _, k := range f.Included {
 			if _, ok := meta[k]; ok {
 				found = true
 				break
@@ -179,12 +181,12 @@ func (f *metaFilter) match(meta map[string]string) bool {
 			return false
 		}
 	}
-	for _, k := range f.excluded {
+	for _, k := range f.Excluded {
 		if _, ok := meta[k]; ok {
 			return false
 		}
 	}
-	for _, op := range f.opers {
+	for _, op := range f.Ops {
 		v, ok := meta[op[0]]
 		if !ok {
 			return false

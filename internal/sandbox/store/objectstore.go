@@ -1,8 +1,8 @@
-package sandbox
+package store
 
-// ---- the objectStore interface (Plankton, Astakos) ----
+// ---- what Plankton and Astakos use (plankton.Objects, astakos.Usage) ----
 
-func (t *txn) info(ok []byte, v *versionRec) (*ObjectInfo, error) {
+func (t *txn) info(ok []byte, v *Version) (*ObjectInfo, error) {
 	acct, cont, name := splitOkey(ok)
 	oi := &ObjectInfo{
 		Account: acct, Container: cont, Name: name, UUID: v.UUID, Serial: v.Serial,
@@ -21,13 +21,13 @@ func (t *txn) info(ok []byte, v *versionRec) (*ObjectInfo, error) {
 		oi.Permissions = Permissions{Read: append([]string(nil), p.Read...), Write: append([]string(nil), p.Write...)}
 	}
 	if tok := t.publicToken(ok); tok != "" {
-		oi.PublicURL = publicPath(tok)
+		oi.PublicURL = PublicPath(tok)
 	}
 	return oi, nil
 }
 
-// publicPath is the path of a public object's URL below the service host.
-func publicPath(token string) string { return "/public/" + token }
+// PublicPath is the path of a public object's URL below the service host.
+func PublicPath(token string) string { return "/public/" + token }
 
 // ObjectByPath returns the latest version of an object.
 func (st *Store) ObjectByPath(user, account, container, name string) (*ObjectInfo, error) {
@@ -85,7 +85,7 @@ func (st *Store) ObjectByUUID(user, uuid string) (*ObjectInfo, error) {
 
 // UpdateObjectMeta writes one domain's metadata as a new version.
 func (st *Store) UpdateObjectMeta(user, account, container, name, domain string, meta map[string]string, replace bool) error {
-	_, err := st.updateMeta(user, account, container, name, domain, meta, replace)
+	_, err := st.UpdateMeta(user, account, container, name, domain, meta, replace)
 	return err
 }
 
@@ -111,7 +111,7 @@ func (st *Store) DomainObjects(user, domain string) ([]*ObjectInfo, error) {
 					continue
 				}
 			}
-			var v versionRec
+			var v Version
 			if _, err := getJSON(t.versions, append(vprefix(k), s...), &v); err != nil {
 				return err
 			}

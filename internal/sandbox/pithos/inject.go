@@ -1,4 +1,4 @@
-package sandbox
+package pithos
 
 import (
 	"crypto/rand"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
 
 // injector applies --latency and --fail-rate to block uploads and hashmap
@@ -57,7 +59,7 @@ func (in *injector) inject(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	in.injected.Add(1)
-	writeFault(w, r, http.StatusServiceUnavailable, faultUnavailable, "Service Unavailable (injected by snf-sandbox --fail-rate)", "")
+	wire.WriteFault(w, r, http.StatusServiceUnavailable, wire.FaultUnavailable, "Service Unavailable (injected by snf-sandbox --fail-rate)", "")
 	return true
 }
 

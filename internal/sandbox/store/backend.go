@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"errors"
@@ -43,31 +43,6 @@ type ObjectInfo struct {
 	PublicURL   string // non-empty when X-Object-Public is set
 }
 
-// objectStore is what the Plankton and Astakos handlers need from the Pithos
-// storage layer. *Store implements it; every method is safe for concurrent use
-// and checks permissions exactly as the Pithos backend does.
-type objectStore interface {
-	// ObjectByPath returns the latest version. Errors: *ErrNotFound (object or
-	// container), *ErrForbidden when user may not read it.
-	ObjectByPath(user, account, container, name string) (*ObjectInfo, error)
-	// ObjectByUUID resolves a live object by its UUID (deleted → *ErrNotFound),
-	// then checks read access as ObjectByPath does.
-	ObjectByUUID(user, uuid string) (*ObjectInfo, error)
-	// UpdateObjectMeta writes meta into one domain and creates a new version.
-	// With replace the domain is cleared first; otherwise keys are merged and an
-	// empty value deletes a key. Needs write access (owner or write share):
-	// *ErrForbidden. More than 32 keys in the domain: *ErrLimitExceeded.
-	UpdateObjectMeta(user, account, container, name, domain string, meta map[string]string, replace bool) error
-	// SetPermissions replaces the object's sharing. Owner only (*ErrForbidden).
-	SetPermissions(user, account, container, name string, p Permissions) error
-	// DomainObjects lists the latest versions of objects with any metadata in
-	// domain that user may read: in user's own containers, or shared with the
-	// user or with "*".
-	DomainObjects(user, domain string) ([]*ObjectInfo, error)
-	// Usage returns the bytes the account's objects occupy (pithos.diskspace).
-	Usage(account string) (int64, error)
-}
-
 // ErrNotFound is a missing account, container, object or version.
 type ErrNotFound struct{ Msg string }
 
@@ -96,12 +71,14 @@ func (e *ErrQuota) Error() string {
 	return fmt.Sprintf("Limit for resource 'Storage space' exceeded for your account. Available: %d, Requested: %d", max(e.Limit-e.Usage, 0), e.Usage)
 }
 
-func isNotFound(err error) bool {
+// IsNotFound reports whether err is (or wraps) an *ErrNotFound.
+func IsNotFound(err error) bool {
 	var e *ErrNotFound
 	return errors.As(err, &e)
 }
 
-func isForbidden(err error) bool {
+// IsForbidden reports whether err is (or wraps) an *ErrForbidden.
+func IsForbidden(err error) bool {
 	var e *ErrForbidden
 	return errors.As(err, &e)
 }

@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"bytes"
@@ -21,7 +21,9 @@ type AccountInfo struct {
 	Owner      bool // the requester owns the account; only then are meta/stats reported
 }
 
-func (st *Store) accountInfo(user, acct string) (*AccountInfo, error) {
+// Account is get_account_meta (and get_account_groups) for user; the
+// owner's first look creates the account, as _lookup_account does.
+func (st *Store) Account(user, acct string) (*AccountInfo, error) {
 	var info *AccountInfo
 	missing := false
 	read := func(t *txn) error {
@@ -60,8 +62,8 @@ func (st *Store) accountInfo(user, acct string) (*AccountInfo, error) {
 	return info, st.update(read)
 }
 
-// updateAccount is account POST: meta and groups, merged or replaced.
-func (st *Store) updateAccount(user, acct string, meta map[string]string, groups map[string][]string, replace bool) error {
+// UpdateAccount is account POST: meta and groups, merged or replaced.
+func (st *Store) UpdateAccount(user, acct string, meta map[string]string, groups map[string][]string, replace bool) error {
 	if user != acct {
 		return &ErrForbidden{Msg: "User does not have write access to the account"}
 	}
@@ -105,8 +107,8 @@ func (st *Store) updateAccount(user, acct string, meta map[string]string, groups
 	})
 }
 
-// listContainers is account GET: names visible to user.
-func (st *Store) listContainers(user, acct, marker string, limit int, shared, public bool) ([]string, error) {
+// ListContainers is account GET: names visible to user.
+func (st *Store) ListContainers(user, acct, marker string, limit int, shared, public bool) ([]string, error) {
 	var out []string
 	err := st.view(func(t *txn) error {
 		if err := t.canReadAccount(user, acct); err != nil {
@@ -164,8 +166,8 @@ func (st *Store) listContainers(user, acct, marker string, limit int, shared, pu
 	return out, err
 }
 
-// listAccounts is GET / with a token: accounts that share something with user.
-func (st *Store) listAccounts(user string) ([]string, error) {
+// ListAccounts is GET / with a token: accounts that share something with user.
+func (st *Store) ListAccounts(user string) ([]string, error) {
 	var out []string
 	err := st.view(func(t *txn) error {
 		var err error
@@ -203,15 +205,15 @@ func checkPolicy(policy map[string]string) error {
 		case "quota":
 			q, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || q < 0 {
-				return &errBadRequest{msg: "The quota policy value should be a positive integer."}
+				return &ErrBadRequest{Msg: "The quota policy value should be a positive integer."}
 			}
 		case "versioning":
 			if v != "auto" && v != "none" {
-				return &errBadRequest{msg: "The versioning policy value should be either 'auto' or 'none'."}
+				return &ErrBadRequest{Msg: "The versioning policy value should be either 'auto' or 'none'."}
 			}
 		case "project":
 		default:
-			return &errBadRequest{msg: "The only allowed policies are 'quota' or 'versioning'."}
+			return &ErrBadRequest{Msg: "The only allowed policies are 'quota' or 'versioning'."}
 		}
 	}
 	return nil
@@ -233,10 +235,10 @@ func applyPolicy(c *containerRec, policy map[string]string, replace bool, acct s
 	}
 }
 
-// createContainer is container PUT: it reports whether the container was
+// CreateContainer is container PUT: it reports whether the container was
 // created (201) or existed (202), then merges policy and meta.
-func (st *Store) createContainer(user, acct, cont string, policy, meta map[string]string) (bool, error) {
-	if err := canWriteContainer(user, acct); err != nil {
+func (st *Store) CreateContainer(user, acct, cont string, policy, meta map[string]string) (bool, error) {
+	if err := CanWriteContainer(user, acct); err != nil {
 		return false, err
 	}
 	if err := checkPolicy(policy); err != nil {
@@ -246,7 +248,7 @@ func (st *Store) createContainer(user, acct, cont string, policy, meta map[strin
 	err := st.update(func(t *txn) error {
 		now := nowMicro()
 		c, err := t.container(acct, cont)
-		if isNotFound(err) {
+		if IsNotFound(err) {
 			created = true
 			c = st.newContainer(acct, now)
 		} else if err != nil {
@@ -267,12 +269,12 @@ func (st *Store) createContainer(user, acct, cont string, policy, meta map[strin
 	return created, err
 }
 
-// updateContainer is the meta/policy half of container POST.
-func (st *Store) updateContainer(user, acct, cont string, policy, meta map[string]string, replace bool) error {
+// UpdateContainer is the meta/policy half of container POST.
+func (st *Store) UpdateContainer(user, acct, cont string, policy, meta map[string]string, replace bool) error {
 	if len(policy) == 0 && len(meta) == 0 && !replace {
 		return nil
 	}
-	if err := canWriteContainer(user, acct); err != nil {
+	if err := CanWriteContainer(user, acct); err != nil {
 		return err
 	}
 	return st.update(func(t *txn) error {
@@ -296,9 +298,9 @@ func (st *Store) updateContainer(user, acct, cont string, policy, meta map[strin
 	})
 }
 
-// containerInfo is get_container_meta and get_container_policy; with
+// Container is get_container_meta and get_container_policy; with
 // objectMeta also list_container_meta (a walk over the container).
-func (st *Store) containerInfo(user, acct, cont string, objectMeta bool) (*ContainerInfo, error) {
+func (st *Store) Container(user, acct, cont string, objectMeta bool) (*ContainerInfo, error) {
 	var info *ContainerInfo
 	err := st.view(func(t *txn) error {
 		if err := t.canReadContainer(user, acct, cont); err != nil {
@@ -338,9 +340,9 @@ func (st *Store) containerInfo(user, acct, cont string, objectMeta bool) (*Conta
 	return info, err
 }
 
-// deleteContainer is container DELETE. With a delimiter only the contents go.
-func (st *Store) deleteContainer(user, acct, cont string, delimiter string) error {
-	if err := canWriteContainer(user, acct); err != nil {
+// DeleteContainer is container DELETE. With a delimiter only the contents go.
+func (st *Store) DeleteContainer(user, acct, cont string, delimiter string) error {
+	if err := CanWriteContainer(user, acct); err != nil {
 		return err
 	}
 	return st.update(func(t *txn) error {
@@ -363,7 +365,7 @@ func (st *Store) deleteContainer(user, acct, cont string, delimiter string) erro
 			return nil
 		}
 		if c.Count > 0 {
-			return &errConflict{msg: "Container is not empty"}
+			return &ErrConflict{Msg: "Container is not empty"}
 		}
 		// Purge the history and deleted versions with the container.
 		var keys [][]byte

@@ -1,4 +1,4 @@
-package sandbox
+package pithos
 
 import (
 	"bytes"
@@ -13,12 +13,16 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/imagesync/imagesync/internal/hashmap"
 )
 
 // ---- PUT ----
 
-func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
+func (s *Handler) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
 	ser := "json"
 	u, ok := s.objectBegin(w, r, ser, acct, cont, name)
 	if !ok {
@@ -31,13 +35,13 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 	im, _ := header(r, "If-Match")
 	inm, _ := header(r, "If-None-Match")
 	if im != "" || inm != "" {
-		etag, exists, err := s.store.etagOf(u.UUID, acct, cont, name)
+		etag, exists, err := s.store.ETag(u.UUID, acct, cont, name)
 		if err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
 		if code, msg := checkMatching(r, etag, exists); code != 0 {
-			pfault(w, r, ser, code, faultPreconditionFailed, msg, "")
+			pfault(w, r, ser, code, wire.FaultPreconditionFailed, msg, "")
 			return
 		}
 	}
@@ -82,10 +86,10 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 		s.fail(w, r, ser, badRequest("Invalid users/groups in permissions"))
 		return
 	}
-	bs := s.store.containerBlockSize(acct, cont)
-	wr := &objWrite{
-		user: u.UUID, acct: acct, cont: cont, name: name, typ: &oh.contentType,
-		domain: DomainPithos, meta: oh.meta, replaceMeta: true, perms: oh.perms,
+	bs := s.store.ContainerBlockSize(acct, cont)
+	wr := &store.ObjectWrite{
+		User: u.UUID, Account: acct, Container: cont, Name: name, Type: &oh.contentType,
+		Domain: store.DomainPithos, Meta: oh.meta, ReplaceMeta: true, Perms: oh.perms,
 	}
 	checksum := ""
 	if isHashmap {
@@ -112,7 +116,7 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 				s.fail(w, r, ser, err)
 				return
 			}
-			h, err := s.store.putBlock(chunk)
+			h, err := s.store.PutBlock(chunk)
 			if err != nil {
 				s.fail(w, r, ser, err)
 				return
@@ -120,23 +124,23 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 			if hasEtag {
 				sum.Write(chunk)
 			}
-			wr.size += int64(len(chunk))
-			wr.hashes = append(wr.hashes, h)
+			wr.Size += int64(len(chunk))
+			wr.Hashes = append(wr.Hashes, h)
 		}
 		if hasEtag && etag != "" {
 			checksum = hex.EncodeToString(sum.Sum(nil))
 			tags := parseEtags(etag)
 			if len(tags) == 0 || strings.ToLower(tags[0]) != checksum {
-				pfault(w, r, ser, http.StatusUnprocessableEntity, faultUnprocessable, "Object ETag does not match", "")
+				pfault(w, r, ser, http.StatusUnprocessableEntity, wire.FaultUnprocessable, "Object ETag does not match", "")
 				return
 			}
 		}
 	}
-	wr.checksum = &checksum
-	v, err := s.store.putObject(wr)
-	var miss *errMissingBlocks
+	wr.Checksum = &checksum
+	v, err := s.store.PutObject(wr)
+	var miss *store.ErrMissingBlocks
 	if errors.As(err, &miss) {
-		respond(w, r, http.StatusConflict, ctJSON, listBody("json", miss.hashes))
+		respond(w, r, http.StatusConflict, wire.JSONType, listBody("json", miss.Hashes))
 		return
 	}
 	if err != nil {
@@ -144,14 +148,14 @@ func (s *Server) objectPut(w http.ResponseWriter, r *http.Request, acct, cont, n
 		return
 	}
 	if oh.public != nil {
-		if err := s.store.setPublic(u.UUID, acct, cont, name, *oh.public); err != nil {
+		if err := s.store.SetPublic(u.UUID, acct, cont, name, *oh.public); err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
 	}
 	w.Header()["ETag"] = []string{v.Hash}
 	w.Header()["X-Object-Version"] = []string{strconv.FormatInt(v.Serial, 10)}
-	respond(w, r, http.StatusCreated, ctJSON, nil)
+	respond(w, r, http.StatusCreated, wire.JSONType, nil)
 }
 
 // maxHashmapBody bounds the JSON of a hashmap PUT; even a 5 GiB object at
@@ -160,7 +164,7 @@ const maxHashmapBody = 256 << 20
 
 // readHashmapBody parses {"hashes": […], "bytes": N} and runs the size and
 // hash checks of update_object_hashmap, in its order.
-func readHashmapBody(r *http.Request, length int64, blockSize int, wr *objWrite) error {
+func readHashmapBody(r *http.Request, length int64, blockSize int, wr *store.ObjectWrite) error {
 	limit := int64(maxHashmapBody)
 	if length >= 0 {
 		limit = min(limit, length)
@@ -204,10 +208,10 @@ func readHashmapBody(r *http.Request, length int64, blockSize int, wr *objWrite)
 		}
 	}
 	emptyOnly := len(strs) == 1 && strs[0] == hashmap.EmptyHash
-	if overflow || !sizeConsistent(size, len(strs), emptyOnly, blockSize) {
+	if overflow || !store.SizeConsistent(size, len(strs), emptyOnly, blockSize) {
 		return badRequest("The object's size does not match with the object's hashmap length")
 	}
-	wr.size = size
+	wr.Size = size
 	if size == 0 {
 		return nil
 	}
@@ -216,11 +220,11 @@ func readHashmapBody(r *http.Request, length int64, blockSize int, wr *objWrite)
 			return badRequest("Invalid hash: " + h[1:])
 		}
 	}
-	canon, err := canonicalHashes(strs)
+	canon, err := store.CanonicalHashes(strs)
 	if err != nil {
 		return err
 	}
-	wr.hashes = canon
+	wr.Hashes = canon
 	return nil
 }
 
@@ -274,7 +278,7 @@ func pyFalsy(raw json.RawMessage) bool {
 }
 
 // copyOrMove is copy_or_move_object.
-func (s *Server) copyOrMove(w http.ResponseWriter, r *http.Request, ser string, u User, srcAcct, srcCont, srcName, dstAcct, dstCont, dstName string, move bool) {
+func (s *Handler) copyOrMove(w http.ResponseWriter, r *http.Request, ser string, u astakos.User, srcAcct, srcCont, srcName, dstAcct, dstCont, dstName string, move bool) {
 	if _, ok := r.URL.Query()["ignore_content_type"]; ok {
 		r.Header.Del("Content-Type")
 	}
@@ -291,24 +295,24 @@ func (s *Server) copyOrMove(w http.ResponseWriter, r *http.Request, ser string, 
 		s.fail(w, r, ser, badRequest("Bad character in path."))
 		return
 	}
-	req := &copyReq{
-		user: u.UUID, srcAcct: srcAcct, srcCont: srcCont, srcName: srcName,
-		dstAcct: dstAcct, dstCont: dstCont, dstName: dstName,
-		meta: oh.meta, perms: oh.perms, move: move, delimiter: r.URL.Query().Get("delimiter"),
+	req := &store.CopyRequest{
+		User: u.UUID, SrcAccount: srcAcct, SrcContainer: srcCont, SrcName: srcName,
+		DstAccount: dstAcct, DstContainer: dstCont, DstName: dstName,
+		Meta: oh.meta, Perms: oh.perms, Move: move, Delimiter: r.URL.Query().Get("delimiter"),
 	}
 	if oh.contentType != "" {
-		req.typ = &oh.contentType
+		req.Type = &oh.contentType
 	}
 	if !move {
-		req.srcVersion, _ = header(r, "X-Source-Version")
+		req.SrcVersion, _ = header(r, "X-Source-Version")
 	}
-	v, err := s.store.copyObject(req)
+	v, err := s.store.CopyObject(req)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	if oh.public != nil {
-		if err := s.store.setPublic(u.UUID, dstAcct, dstCont, dstName, *oh.public); err != nil {
+		if err := s.store.SetPublic(u.UUID, dstAcct, dstCont, dstName, *oh.public); err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
@@ -318,7 +322,7 @@ func (s *Server) copyOrMove(w http.ResponseWriter, r *http.Request, ser string, 
 }
 
 // objectCopyMove is the COPY and MOVE methods (Destination header).
-func (s *Server) objectCopyMove(w http.ResponseWriter, r *http.Request, acct, cont, name string, move bool) {
+func (s *Handler) objectCopyMove(w http.ResponseWriter, r *http.Request, acct, cont, name string, move bool) {
 	ser := serialization(r, true, serDefault)
 	u, ok := s.objectBegin(w, r, ser, acct, cont, name)
 	if !ok {
@@ -345,13 +349,13 @@ func (s *Server) objectCopyMove(w http.ResponseWriter, r *http.Request, acct, co
 		if !move {
 			version, _ = header(r, "X-Source-Version")
 		}
-		ov, err := s.store.getObject(u.UUID, acct, cont, name, version, false)
+		ov, err := s.store.GetObject(u.UUID, acct, cont, name, version, false)
 		if err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
-		if code, msg := checkMatching(r, ov.v.Hash, true); code != 0 {
-			pfault(w, r, ser, code, faultPreconditionFailed, msg, "")
+		if code, msg := checkMatching(r, ov.Version.Hash, true); code != 0 {
+			pfault(w, r, ser, code, wire.FaultPreconditionFailed, msg, "")
 			return
 		}
 	}
@@ -399,7 +403,7 @@ func parseContentRange(v string) (off, length, total int64, ok bool) {
 
 // objectPost is object_update: a metadata/sharing/public update (202), or a
 // data update at a Content-Range (204).
-func (s *Server) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
+func (s *Handler) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
 	ser := serialization(r, true, serDefault)
 	u, ok := s.objectBegin(w, r, ser, acct, cont, name)
 	if !ok {
@@ -410,7 +414,7 @@ func (s *Server) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, 
 		s.fail(w, r, ser, err)
 		return
 	}
-	prev, err := s.store.getObject(u.UUID, acct, cont, name, "", true)
+	prev, err := s.store.GetObject(u.UUID, acct, cont, name, "", true)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -418,8 +422,8 @@ func (s *Server) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, 
 	im, _ := header(r, "If-Match")
 	inm, _ := header(r, "If-None-Match")
 	if im != "" || inm != "" {
-		if code, msg := checkMatching(r, prev.v.Hash, true); code != 0 {
-			pfault(w, r, ser, code, faultPreconditionFailed, msg, "")
+		if code, msg := checkMatching(r, prev.Version.Hash, true); code != 0 {
+			pfault(w, r, ser, code, wire.FaultPreconditionFailed, msg, "")
 			return
 		}
 	}
@@ -438,13 +442,13 @@ func (s *Server) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, 
 			}
 		}
 		if oh.public != nil {
-			if err := s.store.setPublic(u.UUID, acct, cont, name, *oh.public); err != nil {
+			if err := s.store.SetPublic(u.UUID, acct, cont, name, *oh.public); err != nil {
 				s.fail(w, r, ser, err)
 				return
 			}
 		}
 		if len(oh.meta) > 0 || replace {
-			v, err := s.store.updateMeta(u.UUID, acct, cont, name, DomainPithos, oh.meta, replace)
+			v, err := s.store.UpdateMeta(u.UUID, acct, cont, name, store.DomainPithos, oh.meta, replace)
 			if err != nil {
 				s.fail(w, r, ser, err)
 				return
@@ -459,7 +463,7 @@ func (s *Server) objectPost(w http.ResponseWriter, r *http.Request, acct, cont, 
 
 // objectUpdateData writes data into an object at a Content-Range ("bytes
 // */*" appends), from the body or from X-Source-Object.
-func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser string, u User, prev *objectView, oh *objectHeaders, srcObject string, replace bool) {
+func (s *Handler) objectUpdateData(w http.ResponseWriter, r *http.Request, ser string, u astakos.User, prev *store.ObjectView, oh *objectHeaders, srcObject string, replace bool) {
 	cr, _ := header(r, "Content-Range")
 	if cr == "" {
 		s.fail(w, r, ser, badRequest("Missing Content-Range header"))
@@ -467,23 +471,23 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 	}
 	offset, length, total, ok := parseContentRange(cr)
 	if !ok {
-		pfault(w, r, ser, http.StatusRequestedRangeNotSatisfiable, faultRangeNotSatisfied, "Invalid Content-Range header", "")
+		pfault(w, r, ser, http.StatusRequestedRangeNotSatisfiable, wire.FaultRangeNotSatisfied, "Invalid Content-Range header", "")
 		return
 	}
-	own := prev.segments[0]
-	if _, isManifest := prev.v.Meta[DomainPithos]["X-Object-Manifest"]; isManifest {
-		hs, err := s.store.versionHashes(prev)
+	own := prev.Segments[0]
+	if _, isManifest := prev.Version.Meta[store.DomainPithos]["X-Object-Manifest"]; isManifest {
+		hs, err := s.store.VersionHashes(prev)
 		if err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
-		own = segment{size: prev.v.Bytes, blockSize: prev.v.BlockSize, hashes: hs}
+		own = store.Segment{Size: prev.Version.Bytes, BlockSize: prev.Version.BlockSize, Hashes: hs}
 	}
-	size := own.size
+	size := own.Size
 	if offset < 0 {
 		offset = size
 	} else if offset > size {
-		pfault(w, r, ser, http.StatusRequestedRangeNotSatisfiable, faultRangeNotSatisfied, "Supplied offset is beyond object limits", "")
+		pfault(w, r, ser, http.StatusRequestedRangeNotSatisfiable, wire.FaultRangeNotSatisfied, "Supplied offset is beyond object limits", "")
 		return
 	}
 	var src io.Reader
@@ -498,12 +502,12 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 			return
 		}
 		sv, _ := header(r, "X-Source-Version")
-		sov, err := s.store.getObject(u.UUID, srcAcct, sc, sn, sv, true)
+		sov, err := s.store.GetObject(u.UUID, srcAcct, sc, sn, sv, true)
 		if err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
-		srcSize := sov.v.Bytes
+		srcSize := sov.Version.Bytes
 		if length < 0 {
 			length = srcSize
 		} else if length > srcSize {
@@ -511,8 +515,8 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 			return
 		}
 		pr, pw := io.Pipe()
-		segs, n := sov.segments, length
-		go func() { pw.CloseWithError(s.store.writeData(pw, segs, 0, n)) }()
+		segs, n := sov.Segments, length
+		go func() { pw.CloseWithError(s.store.WriteData(pw, segs, 0, n)) }()
 		defer pr.Close()
 		src = pr
 	} else {
@@ -536,7 +540,7 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 		src = r.Body
 	}
 	if total >= 0 && (total != size || offset >= size || (length > 0 && offset+length > size)) {
-		pfault(w, r, ser, http.StatusRequestedRangeNotSatisfiable, faultRangeNotSatisfied, "Supplied range will change provided object limits", "")
+		pfault(w, r, ser, http.StatusRequestedRangeNotSatisfiable, wire.FaultRangeNotSatisfied, "Supplied range will change provided object limits", "")
 		return
 	}
 	destBytes := int64(-1)
@@ -551,8 +555,8 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 	if length >= 0 {
 		src = io.LimitReader(src, length)
 	}
-	bs := int64(own.blockSize)
-	hashes := append([]string(nil), own.hashes...)
+	bs := int64(own.BlockSize)
+	hashes := append([]string(nil), own.Hashes...)
 	buf := make([]byte, bs)
 	block := make([]byte, bs)
 	for {
@@ -561,7 +565,7 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 		if n > 0 {
 			bi := offset / bs
 			if int(bi) < len(hashes) {
-				if err := s.store.readBlock(hashes[bi], block); err != nil {
+				if err := s.store.ReadBlock(hashes[bi], block); err != nil {
 					s.fail(w, r, ser, err)
 					return
 				}
@@ -569,7 +573,7 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 				clear(block)
 			}
 			copy(block[bo:], buf[:n])
-			h, perr := s.store.putBlock(block)
+			h, perr := s.store.PutBlock(block)
 			if perr != nil {
 				s.fail(w, r, ser, perr)
 				return
@@ -600,18 +604,18 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 		hashes = nil
 	}
 	empty := ""
-	typ := prev.v.Type
-	wr := &objWrite{
-		user: u.UUID, acct: prev.acct, cont: prev.cont, name: prev.name, size: size, hashes: hashes,
-		typ: &typ, checksum: &empty, domain: DomainPithos, meta: oh.meta, replaceMeta: replace, perms: oh.perms,
+	typ := prev.Version.Type
+	wr := &store.ObjectWrite{
+		User: u.UUID, Account: prev.Account, Container: prev.Container, Name: prev.Name, Size: size, Hashes: hashes,
+		Type: &typ, Checksum: &empty, Domain: store.DomainPithos, Meta: oh.meta, ReplaceMeta: replace, Perms: oh.perms,
 	}
-	v, err := s.store.putObject(wr)
+	v, err := s.store.PutObject(wr)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	if oh.public != nil {
-		if err := s.store.setPublic(u.UUID, prev.acct, prev.cont, prev.name, *oh.public); err != nil {
+		if err := s.store.SetPublic(u.UUID, prev.Account, prev.Container, prev.Name, *oh.public); err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
@@ -621,15 +625,15 @@ func (s *Server) objectUpdateData(w http.ResponseWriter, r *http.Request, ser st
 	respond(w, r, http.StatusNoContent, contentTypeFor(ser), nil)
 }
 
-func (s *Server) objectDelete(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
+func (s *Handler) objectDelete(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
 	ser := "json"
 	u, ok := s.objectBegin(w, r, ser, acct, cont, name)
 	if !ok {
 		return
 	}
-	if err := s.store.deleteObject(u.UUID, acct, cont, name, r.URL.Query().Get("delimiter")); err != nil {
+	if err := s.store.DeleteObject(u.UUID, acct, cont, name, r.URL.Query().Get("delimiter")); err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
-	respond(w, r, http.StatusNoContent, ctJSON, nil)
+	respond(w, r, http.StatusNoContent, wire.JSONType, nil)
 }

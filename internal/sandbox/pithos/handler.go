@@ -1,4 +1,4 @@
-package sandbox
+package pithos
 
 import (
 	"bytes"
@@ -13,16 +13,21 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
 
 // maxUploadSize is MAX_UPLOAD_SIZE of pithos/api/util.py: the most a single
 // request body may carry.
 const maxUploadSize = 5 << 30
 
-// servePithos serves /object-store/v1…; rest is the path after the prefix.
-func (s *Server) servePithos(w http.ResponseWriter, r *http.Request, rest string) {
+// ObjectStore serves the object-store API; rest is the path after
+// /object-store/v1.
+func (s *Handler) ObjectStore(w http.ResponseWriter, r *http.Request, rest string) {
 	if rest != "" && !strings.HasPrefix(rest, "/") {
-		endpointNotFound(w, r)
+		wire.EndpointNotFound(w, r)
 		return
 	}
 	p := strings.TrimPrefix(rest, "/")
@@ -95,11 +100,11 @@ func serialization(r *http.Request, formatAllowed bool, allowed []string) string
 func contentTypeFor(ser string) string {
 	switch ser {
 	case "xml":
-		return ctXML
+		return wire.XMLType
 	case "text":
-		return ctText
+		return wire.TextType
 	}
-	return ctJSON
+	return wire.JSONType
 }
 
 // pfault renders a fault the way a Pithos view does: the body is XML for the
@@ -111,7 +116,7 @@ func pfault(w http.ResponseWriter, r *http.Request, ser string, code int, name, 
 		body = fmt.Appendf(nil, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s code=\"%d\">\n  <message>%s</message>\n  <details>%s</details>\n</%s>\n",
 			name, code, html.EscapeString(message), html.EscapeString(details), name)
 	} else {
-		body = pyJSON(ordered{{name, ordered{{"code", code}, {"message", message}, {"details", details}}}})
+		body = wire.PyJSON(wire.Ordered{{name, wire.Ordered{{"code", code}, {"message", message}, {"details", details}}}})
 	}
 	respond(w, r, code, contentTypeFor(ser), body)
 }
@@ -119,7 +124,7 @@ func pfault(w http.ResponseWriter, r *http.Request, ser string, code int, name, 
 // respond sends a complete answer with the never-cache headers.
 func respond(w http.ResponseWriter, r *http.Request, code int, contentType string, body []byte) {
 	h := w.Header()
-	setCommonHeaders(h)
+	wire.SetCommonHeaders(h)
 	if contentType != "" {
 		h["Content-Type"] = []string{contentType}
 	}
@@ -131,36 +136,36 @@ func respond(w http.ResponseWriter, r *http.Request, code int, contentType strin
 }
 
 // fail maps a store error to its Pithos fault.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, ser string, err error) {
+func (s *Handler) fail(w http.ResponseWriter, r *http.Request, ser string, err error) {
 	var (
-		nf  *ErrNotFound
-		fb  *ErrForbidden
-		le  *ErrLimitExceeded
-		br  *errBadRequest
-		cf  *errConflict
-		q   *ErrQuota
-		aq  *errAccountQuota
+		nf  *store.ErrNotFound
+		fb  *store.ErrForbidden
+		le  *store.ErrLimitExceeded
+		br  *store.ErrBadRequest
+		cf  *store.ErrConflict
+		q   *store.ErrQuota
+		aq  *store.ErrAccountQuota
 		hdr *headerError
 	)
 	switch {
 	case errors.As(err, &hdr):
 		pfault(w, r, ser, hdr.code, hdr.name, hdr.msg, "")
 	case errors.As(err, &nf):
-		pfault(w, r, ser, http.StatusNotFound, faultNotFound, nf.Msg, "")
+		pfault(w, r, ser, http.StatusNotFound, wire.FaultNotFound, nf.Msg, "")
 	case errors.As(err, &fb):
-		pfault(w, r, ser, http.StatusForbidden, faultForbidden, fb.Msg, "")
+		pfault(w, r, ser, http.StatusForbidden, wire.FaultForbidden, fb.Msg, "")
 	case errors.As(err, &le):
-		pfault(w, r, ser, http.StatusBadRequest, faultBadRequest, le.Msg, "")
+		pfault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, le.Msg, "")
 	case errors.As(err, &br):
-		pfault(w, r, ser, http.StatusBadRequest, faultBadRequest, br.msg, "")
+		pfault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, br.Msg, "")
 	case errors.As(err, &cf):
-		pfault(w, r, ser, http.StatusConflict, faultConflict, cf.msg, "")
+		pfault(w, r, ser, http.StatusConflict, wire.FaultConflict, cf.Msg, "")
 	case errors.As(err, &q):
-		pfault(w, r, ser, http.StatusRequestEntityTooLarge, faultTooLarge, "Quota error: "+q.Error(), "")
+		pfault(w, r, ser, http.StatusRequestEntityTooLarge, wire.FaultTooLarge, "Quota error: "+q.Error(), "")
 	case errors.As(err, &aq):
-		pfault(w, r, ser, http.StatusRequestEntityTooLarge, faultGeneric, "Resource Limit Exceeded for your account.", aq.Error())
+		pfault(w, r, ser, http.StatusRequestEntityTooLarge, wire.FaultGeneric, "Resource Limit Exceeded for your account.", aq.Error())
 	default:
-		pfault(w, r, ser, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		pfault(w, r, ser, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 	}
 }
 
@@ -173,11 +178,11 @@ type headerError struct {
 func (e *headerError) Error() string { return e.msg }
 
 func badRequest(msg string) error {
-	return &headerError{code: http.StatusBadRequest, name: faultBadRequest, msg: msg}
+	return &headerError{code: http.StatusBadRequest, name: wire.FaultBadRequest, msg: msg}
 }
 
 func lengthRequired(msg string) error {
-	return &headerError{code: http.StatusLengthRequired, name: faultLengthRequired, msg: msg}
+	return &headerError{code: http.StatusLengthRequired, name: wire.FaultLengthRequired, msg: msg}
 }
 
 // ---- request headers ----
@@ -198,7 +203,7 @@ func decodeRequestHeaders(r *http.Request) error {
 				}
 			}
 			if strings.Contains(v, "%") {
-				u := unquote(v)
+				u := wire.Unquote(v)
 				if !utf8.ValidString(u) {
 					return badRequest("Bad character in headers.")
 				}
@@ -206,7 +211,7 @@ func decodeRequestHeaders(r *http.Request) error {
 			}
 		}
 		if strings.Contains(k, "%") {
-			u := unquote(k)
+			u := wire.Unquote(k)
 			if !utf8.ValidString(u) {
 				return badRequest("Bad character in headers.")
 			}
@@ -372,8 +377,8 @@ const pithosQuoteSafe = "/=,:@; \""
 func setHeader(h http.Header, k, v string) {
 	if strings.HasPrefix(k, "X-Account-") || strings.HasPrefix(k, "X-Container-") ||
 		strings.HasPrefix(k, "X-Object-") || strings.HasPrefix(k, "Content-") {
-		v = quote(v, pithosQuoteSafe)
-		k = quote(k, pithosQuoteSafe)
+		v = wire.Quote(v, pithosQuoteSafe)
+		k = wire.Quote(k, pithosQuoteSafe)
 	}
 	h[k] = []string{v}
 }
@@ -475,9 +480,9 @@ func checkMatching(r *http.Request, etag string, exists bool) (int, string) {
 
 // pithosTop is top_demux: GET / without a token is the legacy authenticate
 // call, with a token the list of accounts sharing something with the user.
-func (s *Server) pithosTop(w http.ResponseWriter, r *http.Request) {
+func (s *Handler) pithosTop(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		notAllowed(w, r, http.MethodGet)
+		wire.NotAllowed(w, r, http.MethodGet)
 		return
 	}
 	_, inQuery := r.URL.Query()["X-Auth-Token"]
@@ -486,16 +491,16 @@ func (s *Server) pithosTop(w http.ResponseWriter, r *http.Request) {
 		user := r.Header.Get("X-Auth-User")
 		key := r.Header.Get("X-Auth-Key")
 		if user == "" || key == "" {
-			pfault(w, r, "json", http.StatusBadRequest, faultBadRequest, "Missing X-Auth-User or X-Auth-Key header", "")
+			pfault(w, r, "json", http.StatusBadRequest, wire.FaultBadRequest, "Missing X-Auth-User or X-Auth-Key header", "")
 			return
 		}
-		uri := baseURL(r) + r.URL.Path
+		uri := wire.BaseURL(r) + r.URL.Path
 		if !strings.HasSuffix(uri, "/") {
 			uri += "/"
 		}
 		w.Header()["X-Auth-Token"] = []string{key}
 		w.Header()["X-Storage-Url"] = []string{uri + user}
-		respond(w, r, http.StatusNoContent, ctJSON, nil)
+		respond(w, r, http.StatusNoContent, wire.JSONType, nil)
 		return
 	}
 	ser := serialization(r, true, serListing)
@@ -503,24 +508,24 @@ func (s *Server) pithosTop(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	accts, err := s.store.listAccounts(u.UUID)
+	accts, err := s.store.ListAccounts(u.UUID)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	if ser == "text" {
 		if len(accts) == 0 {
-			respond(w, r, http.StatusNoContent, ctText, nil)
+			respond(w, r, http.StatusNoContent, wire.TextType, nil)
 			return
 		}
-		respond(w, r, http.StatusOK, ctText, []byte(strings.Join(accts, "\n")+"\n"))
+		respond(w, r, http.StatusOK, wire.TextType, []byte(strings.Join(accts, "\n")+"\n"))
 		return
 	}
 	items := make([]any, 0, len(accts))
 	var xb bytes.Buffer
 	xb.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<accounts>\n")
 	for _, a := range accts {
-		info, err := s.store.accountInfo(u.UUID, a)
+		info, err := s.store.Account(u.UUID, a)
 		if err != nil {
 			continue
 		}
@@ -529,30 +534,30 @@ func (s *Server) pithosTop(w http.ResponseWriter, r *http.Request) {
 	}
 	xb.WriteString("</accounts>\n")
 	if ser == "xml" {
-		respond(w, r, http.StatusOK, ctXML, xb.Bytes())
+		respond(w, r, http.StatusOK, wire.XMLType, xb.Bytes())
 		return
 	}
-	respond(w, r, http.StatusOK, ctJSON, pyJSON(items))
+	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(items))
 }
 
 // pithosBegin runs what every Pithos view does first: the serialisation, the
 // token check, the name size limits and header decoding.
-func (s *Server) pithosBegin(w http.ResponseWriter, r *http.Request, ser, cont, name string) (User, bool) {
+func (s *Handler) pithosBegin(w http.ResponseWriter, r *http.Request, ser, cont, name string) (astakos.User, bool) {
 	u, ok := s.users.Authenticate(w, r)
 	if !ok {
-		return User{}, false
+		return astakos.User{}, false
 	}
 	if utf8.RuneCountInString(cont) > 256 {
-		pfault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Container name too large", "")
-		return User{}, false
+		pfault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Container name too large", "")
+		return astakos.User{}, false
 	}
 	if utf8.RuneCountInString(name) > 1024 {
-		pfault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Object name too large.", "")
-		return User{}, false
+		pfault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Object name too large.", "")
+		return astakos.User{}, false
 	}
 	if err := decodeRequestHeaders(r); err != nil {
 		s.fail(w, r, ser, err)
-		return User{}, false
+		return astakos.User{}, false
 	}
 	return u, true
 }
@@ -567,9 +572,9 @@ func validNames(names ...string) bool {
 	return true
 }
 
-func (s *Server) pithosAccount(w http.ResponseWriter, r *http.Request, acct string) {
+func (s *Handler) pithosAccount(w http.ResponseWriter, r *http.Request, acct string) {
 	if !validNames(acct) {
-		endpointNotFound(w, r)
+		wire.EndpointNotFound(w, r)
 		return
 	}
 	switch r.Method {
@@ -580,11 +585,11 @@ func (s *Server) pithosAccount(w http.ResponseWriter, r *http.Request, acct stri
 	case http.MethodGet:
 		s.accountGet(w, r, acct)
 	default:
-		notAllowed(w, r, "HEAD", "POST", "GET")
+		wire.NotAllowed(w, r, "HEAD", "POST", "GET")
 	}
 }
 
-func (s *Server) putAccountHeaders(h http.Header, info *AccountInfo) {
+func (s *Handler) putAccountHeaders(h http.Header, info *store.AccountInfo) {
 	if info.Owner {
 		setHeader(h, "X-Account-Container-Count", strconv.FormatInt(info.Containers, 10))
 		setHeader(h, "X-Account-Bytes-Used", strconv.FormatInt(info.Bytes, 10))
@@ -605,13 +610,13 @@ func (s *Server) putAccountHeaders(h http.Header, info *AccountInfo) {
 	}
 }
 
-func (s *Server) accountHead(w http.ResponseWriter, r *http.Request, acct string) {
+func (s *Handler) accountHead(w http.ResponseWriter, r *http.Request, acct string) {
 	ser := "json"
 	u, ok := s.pithosBegin(w, r, ser, "", "")
 	if !ok {
 		return
 	}
-	info, err := s.store.accountInfo(u.UUID, acct)
+	info, err := s.store.Account(u.UUID, acct)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -621,17 +626,17 @@ func (s *Server) accountHead(w http.ResponseWriter, r *http.Request, acct string
 		return
 	}
 	s.putAccountHeaders(w.Header(), info)
-	respond(w, r, http.StatusNoContent, ctJSON, nil)
+	respond(w, r, http.StatusNoContent, wire.JSONType, nil)
 }
 
 func preconditionFault(code int) string {
 	if code == http.StatusNotModified {
 		return "notModified"
 	}
-	return faultPreconditionFailed
+	return wire.FaultPreconditionFailed
 }
 
-func (s *Server) accountPost(w http.ResponseWriter, r *http.Request, acct string) {
+func (s *Handler) accountPost(w http.ResponseWriter, r *http.Request, acct string) {
 	ser := "json"
 	u, ok := s.pithosBegin(w, r, ser, "", "")
 	if !ok {
@@ -663,20 +668,20 @@ func (s *Server) accountPost(w http.ResponseWriter, r *http.Request, acct string
 		groups[n] = members
 	}
 	_, update := r.URL.Query()["update"]
-	if err := s.store.updateAccount(u.UUID, acct, meta, groups, !update); err != nil {
+	if err := s.store.UpdateAccount(u.UUID, acct, meta, groups, !update); err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
-	respond(w, r, http.StatusAccepted, ctJSON, nil)
+	respond(w, r, http.StatusAccepted, wire.JSONType, nil)
 }
 
-func (s *Server) accountGet(w http.ResponseWriter, r *http.Request, acct string) {
+func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string) {
 	ser := serialization(r, true, serListing)
 	u, ok := s.pithosBegin(w, r, ser, "", "")
 	if !ok {
 		return
 	}
-	info, err := s.store.accountInfo(u.UUID, acct)
+	info, err := s.store.Account(u.UUID, acct)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -691,27 +696,27 @@ func (s *Server) accountGet(w http.ResponseWriter, r *http.Request, acct string)
 	_, shared := q["shared"]
 	_, public := q["public"]
 	if public && u.UUID != acct {
-		pfault(w, r, ser, http.StatusForbidden, faultForbidden, "PUblic container listing is not allowed to non path owners", "")
+		pfault(w, r, ser, http.StatusForbidden, wire.FaultForbidden, "PUblic container listing is not allowed to non path owners", "")
 		return
 	}
-	names, err := s.store.listContainers(u.UUID, acct, q.Get("marker"), limit, shared, public && u.UUID == acct)
+	names, err := s.store.ListContainers(u.UUID, acct, q.Get("marker"), limit, shared, public && u.UUID == acct)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	if ser == "text" {
 		if len(names) == 0 {
-			respond(w, r, http.StatusNoContent, ctText, nil)
+			respond(w, r, http.StatusNoContent, wire.TextType, nil)
 			return
 		}
-		respond(w, r, http.StatusOK, ctText, []byte(strings.Join(names, "\n")+"\n"))
+		respond(w, r, http.StatusOK, wire.TextType, []byte(strings.Join(names, "\n")+"\n"))
 		return
 	}
 	items := make([]any, 0, len(names))
 	var xb bytes.Buffer
 	fmt.Fprintf(&xb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"%s\">\n", html.EscapeString(acct))
 	for _, n := range names {
-		ci, err := s.store.containerInfo(u.UUID, acct, n, false)
+		ci, err := s.store.Container(u.UUID, acct, n, false)
 		if err != nil {
 			continue
 		}
@@ -730,10 +735,10 @@ func (s *Server) accountGet(w http.ResponseWriter, r *http.Request, acct string)
 	}
 	xb.WriteString("</account>\n")
 	if ser == "xml" {
-		respond(w, r, http.StatusOK, ctXML, xb.Bytes())
+		respond(w, r, http.StatusOK, wire.XMLType, xb.Bytes())
 		return
 	}
-	respond(w, r, http.StatusOK, ctJSON, pyJSON(items))
+	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(items))
 }
 
 // writeXMLFields renders a listing item like the Pithos templates do: one
@@ -770,8 +775,8 @@ func writeXMLFields(xb *bytes.Buffer, item map[string]any) {
 func listLimitParam(q url.Values) int {
 	_, present := q["limit"]
 	n, ok := getIntParameter(q.Get("limit"), present)
-	if !ok || n == 0 || n > listLimit {
-		return listLimit
+	if !ok || n == 0 || n > store.ListLimit {
+		return store.ListLimit
 	}
 	return int(n)
 }

@@ -1,4 +1,4 @@
-package sandbox
+package pithos
 
 import (
 	"bytes"
@@ -10,10 +10,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/imagesync/imagesync/internal/hashmap"
 )
 
-func (s *Server) pithosContainer(w http.ResponseWriter, r *http.Request, acct, cont string) {
+func (s *Handler) pithosContainer(w http.ResponseWriter, r *http.Request, acct, cont string) {
 	switch r.Method {
 	case http.MethodHead:
 		s.containerHead(w, r, acct, cont)
@@ -26,19 +30,19 @@ func (s *Server) pithosContainer(w http.ResponseWriter, r *http.Request, acct, c
 	case http.MethodGet:
 		s.containerGet(w, r, acct, cont)
 	default:
-		notAllowed(w, r, "HEAD", "PUT", "POST", "DELETE", "GET")
+		wire.NotAllowed(w, r, "HEAD", "PUT", "POST", "DELETE", "GET")
 	}
 }
 
 // containerBegin is pithosBegin plus the NUL check of the names.
-func (s *Server) containerBegin(w http.ResponseWriter, r *http.Request, ser, acct, cont string) (User, bool) {
+func (s *Handler) containerBegin(w http.ResponseWriter, r *http.Request, ser, acct, cont string) (astakos.User, bool) {
 	u, ok := s.pithosBegin(w, r, ser, cont, "")
 	if !ok {
-		return User{}, false
+		return astakos.User{}, false
 	}
 	if !validNames(acct, cont) {
-		pfault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Bad character in path.", "")
-		return User{}, false
+		pfault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Bad character in path.", "")
+		return astakos.User{}, false
 	}
 	return u, true
 }
@@ -58,7 +62,7 @@ func containerHeaders(r *http.Request) (meta, policy map[string]string, err erro
 }
 
 // putContainerHeaders is put_container_headers.
-func putContainerHeaders(h http.Header, ci *ContainerInfo) {
+func putContainerHeaders(h http.Header, ci *store.ContainerInfo) {
 	if ci.Owner {
 		setHeader(h, "X-Container-Object-Count", strconv.FormatInt(ci.Count, 10))
 		setHeader(h, "X-Container-Bytes-Used", strconv.FormatInt(ci.Bytes, 10))
@@ -77,13 +81,13 @@ func putContainerHeaders(h http.Header, ci *ContainerInfo) {
 	}
 }
 
-func (s *Server) containerHead(w http.ResponseWriter, r *http.Request, acct, cont string) {
+func (s *Handler) containerHead(w http.ResponseWriter, r *http.Request, acct, cont string) {
 	ser := "json"
 	u, ok := s.containerBegin(w, r, ser, acct, cont)
 	if !ok {
 		return
 	}
-	ci, err := s.store.containerInfo(u.UUID, acct, cont, true)
+	ci, err := s.store.Container(u.UUID, acct, cont, true)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -93,10 +97,10 @@ func (s *Server) containerHead(w http.ResponseWriter, r *http.Request, acct, con
 		return
 	}
 	putContainerHeaders(w.Header(), ci)
-	respond(w, r, http.StatusNoContent, ctJSON, nil)
+	respond(w, r, http.StatusNoContent, wire.JSONType, nil)
 }
 
-func (s *Server) containerPut(w http.ResponseWriter, r *http.Request, acct, cont string) {
+func (s *Handler) containerPut(w http.ResponseWriter, r *http.Request, acct, cont string) {
 	ser := "json"
 	u, ok := s.containerBegin(w, r, ser, acct, cont)
 	if !ok {
@@ -107,7 +111,7 @@ func (s *Server) containerPut(w http.ResponseWriter, r *http.Request, acct, cont
 		s.fail(w, r, ser, err)
 		return
 	}
-	created, err := s.store.createContainer(u.UUID, acct, cont, policy, meta)
+	created, err := s.store.CreateContainer(u.UUID, acct, cont, policy, meta)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -116,12 +120,12 @@ func (s *Server) containerPut(w http.ResponseWriter, r *http.Request, acct, cont
 	if created {
 		status = http.StatusCreated
 	}
-	respond(w, r, status, ctJSON, nil)
+	respond(w, r, status, wire.JSONType, nil)
 }
 
 // containerPost is container_update: meta and policy, and block upload when
 // the body is application/octet-stream.
-func (s *Server) containerPost(w http.ResponseWriter, r *http.Request, acct, cont string) {
+func (s *Handler) containerPost(w http.ResponseWriter, r *http.Request, acct, cont string) {
 	ser := serialization(r, true, serDefault)
 	u, ok := s.containerBegin(w, r, ser, acct, cont)
 	if !ok {
@@ -150,19 +154,19 @@ func (s *Server) containerPost(w http.ResponseWriter, r *http.Request, acct, con
 		return
 	}
 	_, update := r.URL.Query()["update"]
-	if err := s.store.updateContainer(u.UUID, acct, cont, policy, meta, !update); err != nil {
+	if err := s.store.UpdateContainer(u.UUID, acct, cont, policy, meta, !update); err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	if !upload {
-		respond(w, r, http.StatusAccepted, ctJSON, nil)
+		respond(w, r, http.StatusAccepted, wire.JSONType, nil)
 		return
 	}
-	if err := canWriteContainer(u.UUID, acct); err != nil {
+	if err := store.CanWriteContainer(u.UUID, acct); err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
-	br, err := newBlockReader(r, length, s.store.containerBlockSize(acct, cont))
+	br, err := newBlockReader(r, length, s.store.ContainerBlockSize(acct, cont))
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -177,7 +181,7 @@ func (s *Server) containerPost(w http.ResponseWriter, r *http.Request, acct, con
 			s.fail(w, r, ser, err)
 			return
 		}
-		h, err := s.store.putBlock(chunk)
+		h, err := s.store.PutBlock(chunk)
 		if err != nil {
 			s.fail(w, r, ser, err)
 			return
@@ -207,28 +211,28 @@ func listBody(ser string, items []string) []byte {
 		b.WriteString("</items>\n")
 		return b.Bytes()
 	}
-	return pyJSON(items)
+	return wire.PyJSON(items)
 }
 
-func (s *Server) containerDelete(w http.ResponseWriter, r *http.Request, acct, cont string) {
+func (s *Handler) containerDelete(w http.ResponseWriter, r *http.Request, acct, cont string) {
 	ser := "json"
 	u, ok := s.containerBegin(w, r, ser, acct, cont)
 	if !ok {
 		return
 	}
-	if err := s.store.deleteContainer(u.UUID, acct, cont, r.URL.Query().Get("delimiter")); err != nil {
+	if err := s.store.DeleteContainer(u.UUID, acct, cont, r.URL.Query().Get("delimiter")); err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
-	respond(w, r, http.StatusNoContent, ctJSON, nil)
+	respond(w, r, http.StatusNoContent, wire.JSONType, nil)
 }
 
 // filterRe is pithos/backends/filter.py's term syntax.
 var filterRe = regexp.MustCompile(`^(!?)\s*(\S+?)\s*(?:(=|!=|<=|>=|<|>)\s*(\S*?)\s*)?$`)
 
 // parseMetaFilter turns ?meta=a,!b,c=d into a filter over X-Object-Meta keys.
-func parseMetaFilter(q string) *metaFilter {
-	var f metaFilter
+func parseMetaFilter(q string) *store.MetaFilter {
+	var f store.MetaFilter
 	any := false
 	for _, term := range strings.Split(q, ",") {
 		term = strings.TrimSpace(term)
@@ -243,11 +247,11 @@ func parseMetaFilter(q string) *metaFilter {
 		key := formatHeaderKey("X-Object-Meta-" + m[2])
 		switch {
 		case m[1] != "":
-			f.excluded = append(f.excluded, key)
+			f.Excluded = append(f.Excluded, key)
 		case m[3] != "":
-			f.opers = append(f.opers, [3]string{key, m[3], m[4]})
+			f.Ops = append(f.Ops, [3]string{key, m[3], m[4]})
 		case m[4] == "":
-			f.included = append(f.included, key)
+			f.Included = append(f.Included, key)
 		}
 	}
 	if !any {
@@ -257,13 +261,13 @@ func parseMetaFilter(q string) *metaFilter {
 }
 
 // containerGet is object_list.
-func (s *Server) containerGet(w http.ResponseWriter, r *http.Request, acct, cont string) {
+func (s *Handler) containerGet(w http.ResponseWriter, r *http.Request, acct, cont string) {
 	ser := serialization(r, true, serListing)
 	u, ok := s.containerBegin(w, r, ser, acct, cont)
 	if !ok {
 		return
 	}
-	ci, err := s.store.containerInfo(u.UUID, acct, cont, true)
+	ci, err := s.store.Container(u.UUID, acct, cont, true)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -275,80 +279,80 @@ func (s *Server) containerGet(w http.ResponseWriter, r *http.Request, acct, cont
 	putContainerHeaders(w.Header(), ci)
 
 	q := r.URL.Query()
-	o := listOpts{prefix: q.Get("prefix"), delimiter: q.Get("delimiter"), virtual: true, marker: q.Get("marker")}
+	o := store.ListOptions{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"), Virtual: true, Marker: q.Get("marker")}
 	if path := q.Get("path"); path != "" {
-		o.prefix, o.delimiter, o.virtual = path, "/", false
+		o.Prefix, o.Delimiter, o.Virtual = path, "/", false
 	}
-	if o.prefix != "" && o.delimiter != "" && !strings.HasSuffix(o.prefix, o.delimiter) {
-		o.prefix += o.delimiter
+	if o.Prefix != "" && o.Delimiter != "" && !strings.HasSuffix(o.Prefix, o.Delimiter) {
+		o.Prefix += o.Delimiter
 	}
-	o.prefix = strings.TrimLeft(o.prefix, "/")
-	o.limit = listLimitParam(q)
+	o.Prefix = strings.TrimLeft(o.Prefix, "/")
+	o.Limit = listLimitParam(q)
 	if keys := q.Get("meta"); keys != "" {
-		o.filters = parseMetaFilter(keys)
+		o.Filter = parseMetaFilter(keys)
 	}
-	_, o.shared = q["shared"]
+	_, o.Shared = q["shared"]
 	_, public := q["public"]
 	if public && u.UUID != acct {
-		pfault(w, r, ser, http.StatusForbidden, faultForbidden, "PUblic object listing is not allowed to non path owners", "")
+		pfault(w, r, ser, http.StatusForbidden, wire.FaultForbidden, "PUblic object listing is not allowed to non path owners", "")
 		return
 	}
-	o.public = public
-	items, err := s.store.listObjects(u.UUID, acct, cont, o)
+	o.Public = public
+	items, err := s.store.ListObjects(u.UUID, acct, cont, o)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	if ser == "text" {
 		if len(items) == 0 {
-			respond(w, r, http.StatusNoContent, ctText, nil)
+			respond(w, r, http.StatusNoContent, wire.TextType, nil)
 			return
 		}
 		var b strings.Builder
 		for _, it := range items {
-			b.WriteString(it.name)
+			b.WriteString(it.Name)
 			b.WriteByte('\n')
 		}
-		respond(w, r, http.StatusOK, ctText, []byte(b.String()))
+		respond(w, r, http.StatusOK, wire.TextType, []byte(b.String()))
 		return
 	}
 	out := make([]any, 0, len(items))
 	var xb bytes.Buffer
 	fmt.Fprintf(&xb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"%s\">\n", html.EscapeString(cont))
 	for _, it := range items {
-		if it.subdir {
-			out = append(out, map[string]any{"subdir": it.name})
-			fmt.Fprintf(&xb, "  <subdir name=\"%s\" />\n", html.EscapeString(it.name))
+		if it.Subdir {
+			out = append(out, map[string]any{"subdir": it.Name})
+			fmt.Fprintf(&xb, "  <subdir name=\"%s\" />\n", html.EscapeString(it.Name))
 			continue
 		}
-		v := it.v
+		v := it.Version
 		m := map[string]any{
-			"name":                       it.name,
+			"name":                       it.Name,
 			"bytes":                      v.Bytes,
 			"content_type":               v.Type,
 			"hash":                       v.Checksum,
 			"x_object_hash":              v.Hash,
 			"x_object_uuid":              v.UUID,
 			"x_object_version":           v.Serial,
-			"x_object_version_timestamp": fmtTimestamp(v.Mtime),
+			"x_object_version_timestamp": store.FormatTimestamp(v.Mtime),
 			"last_modified":              isoformat(v.Mtime),
 			"x_object_modified_by":       v.ModifiedBy,
 			"available":                  v.Available,
 			"map_check_timestamp":        nil,
 		}
-		if it.perms != nil {
-			if sh := sharingValue(it.perms); sh != "" {
+		if it.Perms != nil {
+			if sh := sharingValue(it.Perms); sh != "" {
 				m["x_object_sharing"] = sh
-				if it.permsPath != acct+"/"+cont+"/"+it.name {
-					m["x_object_shared_by"] = it.permsPath
+				if it.PermsPath != acct+"/"+cont+"/"+it.Name {
+					m["x_object_shared_by"] = it.PermsPath
 				}
 				if u.UUID != acct {
-					m["x_object_allowed_to"] = it.allowed
+					m["x_object_allowed_to"] = it.AllowedTo
 				}
 			}
 		}
-		if it.public != "" {
-			m["x_object_public"] = baseURL(r) + publicPath(it.public)
+		if it.PublicToken != "" {
+			m["x_object_public"] = wire.BaseURL(r) + store.PublicPath(it.PublicToken)
 		}
 		out = append(out, m)
 		xb.WriteString("  <object>\n")
@@ -357,14 +361,14 @@ func (s *Server) containerGet(w http.ResponseWriter, r *http.Request, acct, cont
 	}
 	xb.WriteString("</container>\n")
 	if ser == "xml" {
-		respond(w, r, http.StatusOK, ctXML, xb.Bytes())
+		respond(w, r, http.StatusOK, wire.XMLType, xb.Bytes())
 		return
 	}
-	respond(w, r, http.StatusOK, ctJSON, pyJSON(out))
+	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(out))
 }
 
 // sharingValue renders X-Object-Sharing: "read=a,b; write=c".
-func sharingValue(p *Permissions) string {
+func sharingValue(p *store.Permissions) string {
 	var parts []string
 	if len(p.Read) > 0 {
 		parts = append(parts, "read="+strings.Join(p.Read, ","))

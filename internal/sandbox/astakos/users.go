@@ -1,10 +1,12 @@
-package sandbox
+package astakos
 
 import (
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
 
 // User is one Astakos account: a display name, a uuid (the Pithos account)
@@ -112,15 +114,15 @@ func (d *Directory) Authenticate(w http.ResponseWriter, r *http.Request) (User, 
 		token = r.Header.Get("X-Auth-Token")
 	}
 	if token == "" {
-		writeFault(w, r, http.StatusUnauthorized, faultUnauthorized, "Access denied. No authentication token", "")
+		wire.WriteFault(w, r, http.StatusUnauthorized, wire.FaultUnauthorized, "Access denied. No authentication token", "")
 		return User{}, false
 	}
 	u, status := d.Lookup(token)
 	if status != TokenValid {
 		// The service relays Astakos' 401 as a generic fault: the reason
 		// phrase as message and Astakos' own body as details.
-		details := string(pyJSON(ordered{{faultUnauthorized, ordered{{"code", 401}, {"message", "Invalid token"}, {"details", ""}}}}))
-		writeFault(w, r, http.StatusUnauthorized, faultGeneric, "UNAUTHORIZED", details)
+		details := string(wire.PyJSON(wire.Ordered{{wire.FaultUnauthorized, wire.Ordered{{"code", 401}, {"message", "Invalid token"}, {"details", ""}}}}))
+		wire.WriteFault(w, r, http.StatusUnauthorized, wire.FaultGeneric, "UNAUTHORIZED", details)
 		return User{}, false
 	}
 	return u, true

@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"bytes"
@@ -11,21 +11,21 @@ import (
 	"github.com/imagesync/imagesync/internal/hashmap"
 )
 
-// objWrite describes a new object version (modular.py _update_object_hash).
-type objWrite struct {
-	user, acct, cont, name string
-	size                   int64
-	hashes                 []string // canonical hex; [EmptyHash] for size 0
-	hash                   string   // Merkle root
-	typ                    *string  // nil: keep the source's type
-	checksum               *string  // nil: keep the source's checksum
-	domain                 string   // "" with a copy: all domains copied as is
-	meta                   map[string]string
-	replaceMeta            bool
-	perms                  *Permissions // nil: sharing untouched
+// ObjectWrite describes a new object version (modular.py _update_object_hash).
+type ObjectWrite struct {
+	User, Account, Container, Name string
+	Size                           int64
+	Hashes                         []string // canonical hex; [EmptyHash] for size 0
+	Hash                           string   // Merkle root
+	Type                           *string  // nil: keep the source's type
+	Checksum                       *string  // nil: keep the source's checksum
+	Domain                         string   // "" with a copy: all domains copied as is
+	Meta                           map[string]string
+	ReplaceMeta                    bool
+	Perms                          *Permissions // nil: sharing untouched
 	// Copy and move: the source version (its meta is carried over), and
 	// whether the destination gets a new uuid.
-	src              *versionRec
+	src              *Version
 	isCopy           bool
 	skipAccountQuota bool
 }
@@ -33,21 +33,21 @@ type objWrite struct {
 // writeVersion creates the destination version, in the order of checks of
 // _update_object_hash: sharing by non-owner, write permission, container,
 // metadata limit, container quota, account quota.
-func (t *txn) writeVersion(w *objWrite, now int64) (*versionRec, error) {
-	if w.perms != nil && w.user != w.acct {
+func (t *txn) writeVersion(w *ObjectWrite, now int64) (*Version, error) {
+	if w.Perms != nil && w.User != w.Account {
 		return nil, &ErrForbidden{Msg: "Modifying other account's object content is not allowed"}
 	}
-	if err := t.canWriteObject(w.user, w.acct, w.cont, w.name); err != nil {
+	if err := t.canWriteObject(w.User, w.Account, w.Container, w.Name); err != nil {
 		return nil, err
 	}
-	if _, err := t.touchAccount(w.acct, now); err != nil {
+	if _, err := t.touchAccount(w.Account, now); err != nil {
 		return nil, err
 	}
-	c, err := t.container(w.acct, w.cont)
+	c, err := t.container(w.Account, w.Container)
 	if err != nil {
 		return nil, err
 	}
-	ok := okey(w.acct, w.cont, w.name)
+	ok := okey(w.Account, w.Container, w.Name)
 	prev, err := t.current(ok)
 	if err != nil {
 		return nil, err
@@ -60,8 +60,8 @@ func (t *txn) writeVersion(w *objWrite, now int64) (*versionRec, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &versionRec{
-		Serial: serial, Mtime: now, Bytes: w.size, Hash: w.hash, ModifiedBy: w.user,
+	v := &Version{
+		Serial: serial, Mtime: now, Bytes: w.Size, Hash: w.Hash, ModifiedBy: w.User,
 		Available: 1, BlockSize: c.BlockSize, Meta: map[string]map[string]string{},
 	}
 	if src != nil {
@@ -70,14 +70,14 @@ func (t *txn) writeVersion(w *objWrite, now int64) (*versionRec, error) {
 			v.BlockSize = src.BlockSize
 		}
 	}
-	if w.typ != nil {
-		v.Type = *w.typ
+	if w.Type != nil {
+		v.Type = *w.Type
 	}
-	if w.checksum != nil {
-		v.Checksum = *w.checksum
+	if w.Checksum != nil {
+		v.Checksum = *w.Checksum
 	}
 	if w.isCopy || src == nil {
-		v.UUID = newUUID()
+		v.UUID = NewUUID()
 	} else {
 		v.UUID = src.UUID
 	}
@@ -85,22 +85,22 @@ func (t *txn) writeVersion(w *objWrite, now int64) (*versionRec, error) {
 	// replaced or merged.
 	if src != nil {
 		for d, m := range src.Meta {
-			if d != w.domain {
+			if d != w.Domain {
 				v.Meta[d] = copyMeta(m)
 			}
 		}
 	}
-	if w.domain != "" {
+	if w.Domain != "" {
 		var existing map[string]string
 		if src != nil {
-			existing = src.Meta[w.domain]
+			existing = src.Meta[w.Domain]
 		}
-		m, err := mergeMeta(existing, w.meta, w.replaceMeta)
+		m, err := mergeMeta(existing, w.Meta, w.ReplaceMeta)
 		if err != nil {
 			return nil, err
 		}
 		if len(m) > 0 {
-			v.Meta[w.domain] = m
+			v.Meta[w.Domain] = m
 		}
 	}
 	var delSize int64
@@ -119,31 +119,31 @@ func (t *txn) writeVersion(w *objWrite, now int64) (*versionRec, error) {
 	} else {
 		c.Count++
 	}
-	c.Bytes += w.size - delSize
+	c.Bytes += w.Size - delSize
 	c.Mtime = max(c.Mtime, now)
-	delta := w.size - delSize
+	delta := w.Size - delSize
 	if delta > 0 {
 		if c.Quota > 0 && c.Bytes > c.Quota {
 			return nil, &ErrQuota{Container: true, Limit: c.Quota, Usage: c.Bytes}
 		}
 		if t.st.quota > 0 && !w.skipAccountQuota {
-			_, used, err := t.accountUsage(w.acct)
+			_, used, err := t.accountUsage(w.Account)
 			if err != nil {
 				return nil, err
 			}
 			if used+delta > t.st.quota {
-				return nil, &errAccountQuota{available: t.st.quota - used, requested: delta}
+				return nil, &ErrAccountQuota{available: t.st.quota - used, requested: delta}
 			}
 		}
 	}
-	if err := t.putContainer(w.acct, w.cont, c); err != nil {
+	if err := t.putContainer(w.Account, w.Container, c); err != nil {
 		return nil, err
 	}
-	if err := t.putVersion(ok, v, w.hashes); err != nil {
+	if err := t.putVersion(ok, v, w.Hashes); err != nil {
 		return nil, err
 	}
-	if w.perms != nil {
-		if err := t.setPermissions(ok, w.perms); err != nil {
+	if w.Perms != nil {
+		if err := t.setPermissions(ok, w.Perms); err != nil {
 			return nil, err
 		}
 	}
@@ -214,8 +214,8 @@ func subtreePrefix(name, delimiter string) string {
 	return name + delimiter
 }
 
-// deleteObject is object DELETE, optionally with the ?delimiter subtree.
-func (st *Store) deleteObject(user, acct, cont, name, delimiter string) error {
+// DeleteObject is object DELETE, optionally with the ?delimiter subtree.
+func (st *Store) DeleteObject(user, acct, cont, name, delimiter string) error {
 	return st.update(func(t *txn) error {
 		now := nowMicro()
 		if err := t.deleteOne(user, acct, cont, name, now); err != nil {
@@ -233,9 +233,9 @@ func (st *Store) deleteObject(user, acct, cont, name, delimiter string) error {
 	})
 }
 
-// containerBlockSize is the block size hashmaps of cont are split by; a
+// ContainerBlockSize is the block size hashmaps of cont are split by; a
 // missing container answers with the store default (its error comes later).
-func (st *Store) containerBlockSize(acct, cont string) int {
+func (st *Store) ContainerBlockSize(acct, cont string) int {
 	bs := st.blockSize
 	_ = st.view(func(t *txn) error {
 		if c, err := t.container(acct, cont); err == nil && c.BlockSize > 0 {
@@ -246,8 +246,8 @@ func (st *Store) containerBlockSize(acct, cont string) int {
 	return bs
 }
 
-// sizeConsistent is modular.py _size_is_consistent.
-func sizeConsistent(size int64, n int, emptyOnly bool, blockSize int) bool {
+// SizeConsistent is modular.py _size_is_consistent.
+func SizeConsistent(size int64, n int, emptyOnly bool, blockSize int) bool {
 	switch {
 	case size < 0:
 		return false
@@ -258,42 +258,42 @@ func sizeConsistent(size int64, n int, emptyOnly bool, blockSize int) bool {
 	}
 }
 
-// canonicalHashes unhexlifies and re-hexlifies every hash (lowercase), as the
+// CanonicalHashes unhexlifies and re-hexlifies every hash (lowercase), as the
 // backend does; a bad one is 400 "Invalid hash: …".
-func canonicalHashes(raw []string) ([]string, error) {
+func CanonicalHashes(raw []string) ([]string, error) {
 	out := make([]string, len(raw))
 	for i, h := range raw {
 		b, err := hex.DecodeString(h)
 		if err != nil {
-			return nil, &errBadRequest{msg: "Invalid hash: " + h}
+			return nil, &ErrBadRequest{Msg: "Invalid hash: " + h}
 		}
 		out[i] = hex.EncodeToString(b)
 	}
 	return out, nil
 }
 
-// putObject is update_object_hashmap: size check, missing blocks (409 before
+// PutObject is update_object_hashmap: size check, missing blocks (409 before
 // any permission or container check), then the new version.
-func (st *Store) putObject(w *objWrite) (*versionRec, error) {
-	if w.size == 0 {
+func (st *Store) PutObject(w *ObjectWrite) (*Version, error) {
+	if w.Size == 0 {
 		h, err := st.blocks.put(nil)
 		if err != nil {
 			return nil, err
 		}
-		w.hashes = []string{h}
+		w.Hashes = []string{h}
 	}
-	if miss := st.blocks.missing(w.hashes); len(miss) > 0 {
-		return nil, &errMissingBlocks{hashes: miss}
+	if miss := st.blocks.missing(w.Hashes); len(miss) > 0 {
+		return nil, &ErrMissingBlocks{Hashes: miss}
 	}
-	root, err := hashmap.MerkleRoot(w.hashes)
+	root, err := hashmap.MerkleRoot(w.Hashes)
 	if err != nil {
-		return nil, &errBadRequest{msg: err.Error()}
+		return nil, &ErrBadRequest{Msg: err.Error()}
 	}
-	w.hash = root
-	if w.domain == "" {
-		w.domain = DomainPithos
+	w.Hash = root
+	if w.Domain == "" {
+		w.Domain = DomainPithos
 	}
-	var v *versionRec
+	var v *Version
 	err = st.update(func(t *txn) error {
 		var err error
 		v, err = t.writeVersion(w, nowMicro())
@@ -302,34 +302,34 @@ func (st *Store) putObject(w *objWrite) (*versionRec, error) {
 	return v, err
 }
 
-// copyReq is a copy or move (PUT with X-Copy-From/X-Move-From, COPY, MOVE).
-type copyReq struct {
-	user                      string
-	srcAcct, srcCont, srcName string
-	dstAcct, dstCont, dstName string
-	srcVersion                string
-	typ                       *string
-	meta                      map[string]string
-	perms                     *Permissions
-	move                      bool
-	delimiter                 string
+// CopyRequest is a copy or move (PUT with X-Copy-From/X-Move-From, COPY, MOVE).
+type CopyRequest struct {
+	User                              string
+	SrcAccount, SrcContainer, SrcName string
+	DstAccount, DstContainer, DstName string
+	SrcVersion                        string
+	Type                              *string
+	Meta                              map[string]string
+	Perms                             *Permissions
+	Move                              bool
+	Delimiter                         string
 }
 
-// copyObject is modular.py _copy_object; it returns the first new version.
-func (st *Store) copyObject(r *copyReq) (*versionRec, error) {
-	if r.move && r.user != r.srcAcct {
+// CopyObject is modular.py _copy_object; it returns the first new version.
+func (st *Store) CopyObject(r *CopyRequest) (*Version, error) {
+	if r.Move && r.User != r.SrcAccount {
 		return nil, &ErrForbidden{Msg: ""}
 	}
-	var first *versionRec
+	var first *Version
 	err := st.update(func(t *txn) error {
 		var err error
-		first, err = t.copyOne(r, r.srcName, r.dstName, r.srcVersion, r.typ, r.meta, true)
-		if err != nil || r.delimiter == "" {
+		first, err = t.copyOne(r, r.SrcName, r.DstName, r.SrcVersion, r.Type, r.Meta, true)
+		if err != nil || r.Delimiter == "" {
 			return err
 		}
-		prefix := subtreePrefix(r.srcName, r.delimiter)
-		dstPrefix := subtreePrefix(r.dstName, r.delimiter)
-		for _, n := range t.liveNames(r.srcAcct, r.srcCont, prefix) {
+		prefix := subtreePrefix(r.SrcName, r.Delimiter)
+		dstPrefix := subtreePrefix(r.DstName, r.Delimiter)
+		for _, n := range t.liveNames(r.SrcAccount, r.SrcContainer, prefix) {
 			dst := dstPrefix + strings.TrimPrefix(n, prefix)
 			if _, err := t.copyOne(r, n, dst, "", nil, nil, false); err != nil {
 				return err
@@ -340,22 +340,22 @@ func (st *Store) copyObject(r *copyReq) (*versionRec, error) {
 	return first, err
 }
 
-func (t *txn) copyOne(r *copyReq, srcName, dstName, srcVersion string, typ *string, meta map[string]string, top bool) (*versionRec, error) {
+func (t *txn) copyOne(r *CopyRequest, srcName, dstName, srcVersion string, typ *string, meta map[string]string, top bool) (*Version, error) {
 	now := nowMicro()
-	if err := t.canReadObject(r.user, r.srcAcct, r.srcCont, srcName); err != nil {
+	if err := t.canReadObject(r.User, r.SrcAccount, r.SrcContainer, srcName); err != nil {
 		return nil, err
 	}
-	if _, err := t.container(r.srcAcct, r.srcCont); err != nil {
+	if _, err := t.container(r.SrcAccount, r.SrcContainer); err != nil {
 		return nil, err
 	}
-	if _, err := t.container(r.dstAcct, r.dstCont); err != nil {
+	if _, err := t.container(r.DstAccount, r.DstContainer); err != nil {
 		return nil, err
 	}
-	sok := okey(r.srcAcct, r.srcCont, srcName)
+	sok := okey(r.SrcAccount, r.SrcContainer, srcName)
 	if !t.hasHistory(sok) {
 		return nil, &ErrNotFound{Msg: "Object does not exist"}
 	}
-	var src *versionRec
+	var src *Version
 	var err error
 	if srcVersion != "" {
 		n, perr := strconv.ParseInt(srcVersion, 10, 64)
@@ -373,32 +373,32 @@ func (t *txn) copyOne(r *copyReq, srcName, dstName, srcVersion string, typ *stri
 			return nil, &ErrNotFound{Msg: "Object does not exist"}
 		}
 	}
-	same := r.srcAcct == r.dstAcct && r.srcCont == r.dstCont && srcName == dstName
-	w := &objWrite{
-		user: r.user, acct: r.dstAcct, cont: r.dstCont, name: dstName,
-		size: src.Bytes, hashes: t.hashes(src), hash: src.Hash, typ: typ,
-		src: src, isCopy: !r.move && !same,
-		skipAccountQuota: r.move && r.srcAcct == r.dstAcct,
+	same := r.SrcAccount == r.DstAccount && r.SrcContainer == r.DstContainer && srcName == dstName
+	w := &ObjectWrite{
+		User: r.User, Account: r.DstAccount, Container: r.DstContainer, Name: dstName,
+		Size: src.Bytes, Hashes: t.hashes(src), Hash: src.Hash, Type: typ,
+		src: src, isCopy: !r.Move && !same,
+		skipAccountQuota: r.Move && r.SrcAccount == r.DstAccount,
 	}
 	if top {
-		w.domain, w.meta, w.perms = DomainPithos, meta, r.perms
+		w.Domain, w.Meta, w.Perms = DomainPithos, meta, r.Perms
 	}
 	v, err := t.writeVersion(w, now)
 	if err != nil {
 		return nil, err
 	}
-	if r.move && !same {
-		if err := t.deleteOne(r.user, r.srcAcct, r.srcCont, srcName, now); err != nil {
+	if r.Move && !same {
+		if err := t.deleteOne(r.User, r.SrcAccount, r.SrcContainer, srcName, now); err != nil {
 			return nil, err
 		}
 	}
 	return v, nil
 }
 
-// updateMeta is update_object_meta: a new version with one domain's meta
+// UpdateMeta is update_object_meta: a new version with one domain's meta
 // replaced or merged (empty values delete), other domains carried over.
-func (st *Store) updateMeta(user, acct, cont, name, domain string, meta map[string]string, replace bool) (*versionRec, error) {
-	var v *versionRec
+func (st *Store) UpdateMeta(user, acct, cont, name, domain string, meta map[string]string, replace bool) (*Version, error) {
+	var v *Version
 	err := st.update(func(t *txn) error {
 		if err := t.canWriteObject(user, acct, cont, name); err != nil {
 			return err
@@ -469,8 +469,8 @@ func (st *Store) setPermissions(user, acct, cont, name string, p *Permissions) e
 	})
 }
 
-// setPublic is update_object_public: write access, object must exist.
-func (st *Store) setPublic(user, acct, cont, name string, public bool) error {
+// SetPublic is update_object_public: write access, object must exist.
+func (st *Store) SetPublic(user, acct, cont, name string, public bool) error {
 	return st.update(func(t *txn) error {
 		if err := t.canWriteObject(user, acct, cont, name); err != nil {
 			return err
@@ -486,29 +486,29 @@ func (st *Store) setPublic(user, acct, cont, name string, public bool) error {
 	})
 }
 
-// objectView is one object version with what HEAD/GET need to render it.
-type objectView struct {
-	acct, cont, name string
-	v                *versionRec
-	modified         int64 // the latest mtime (Last-Modified)
-	perms            *Permissions
-	permsPath        string // "acct/cont/name" the sharing comes from
-	allowed          string // X-Object-Allowed-To for a non-owner
-	publicToken      string
-	segments         []segment // the data (several for a manifest)
+// ObjectView is one object version with what HEAD/GET need to render it.
+type ObjectView struct {
+	Account, Container, Name string
+	Version                  *Version
+	Modified                 int64 // the latest mtime (Last-Modified)
+	Perms                    *Permissions
+	PermsPath                string // "acct/cont/name" the sharing comes from
+	AllowedTo                string // X-Object-Allowed-To for a non-owner
+	PublicToken              string
+	Segments                 []Segment // the data (several for a manifest)
 }
 
-// segment is one object's data: its size, block size and block hashes.
-type segment struct {
-	size      int64
-	blockSize int
-	hashes    []string
+// Segment is one object's data: its size, block size and block hashes.
+type Segment struct {
+	Size      int64
+	BlockSize int
+	Hashes    []string
 }
 
-// getObject is get_object_meta (+ permissions and public info for the latest
+// GetObject is get_object_meta (+ permissions and public info for the latest
 // version, + the data layout when withData).
-func (st *Store) getObject(user, acct, cont, name, version string, withData bool) (*objectView, error) {
-	var ov *objectView
+func (st *Store) GetObject(user, acct, cont, name, version string, withData bool) (*ObjectView, error) {
+	var ov *ObjectView
 	err := st.view(func(t *txn) error {
 		if err := t.canReadObject(user, acct, cont, name); err != nil {
 			return err
@@ -521,29 +521,29 @@ func (st *Store) getObject(user, acct, cont, name, version string, withData bool
 		if err != nil {
 			return err
 		}
-		ov = &objectView{acct: acct, cont: cont, name: name}
+		ov = &ObjectView{Account: acct, Container: cont, Name: name}
 		if version == "" {
 			if cur == nil {
 				return &ErrNotFound{Msg: "Object does not exist"}
 			}
-			ov.v, ov.modified = cur, cur.Mtime
+			ov.Version, ov.Modified = cur, cur.Mtime
 		} else {
 			n, perr := strconv.ParseInt(version, 10, 64)
 			if perr != nil {
 				return &ErrNotFound{Msg: "Version does not exist"}
 			}
-			if ov.v, err = t.version(ok, n); err != nil {
+			if ov.Version, err = t.version(ok, n); err != nil {
 				return err
 			}
 			if cur != nil {
-				ov.modified = cur.Mtime
+				ov.Modified = cur.Mtime
 			} else {
 				vs, err := t.versionsOf(ok)
 				if err != nil {
 					return err
 				}
 				for _, x := range vs {
-					ov.modified = max(ov.modified, x.Mtime)
+					ov.Modified = max(ov.Modified, x.Mtime)
 				}
 			}
 		}
@@ -556,17 +556,17 @@ func (st *Store) getObject(user, acct, cont, name, version string, withData bool
 				if p == nil || (!t.member(p.Read, user) && !t.member(p.Write, user)) {
 					return &ErrForbidden{Msg: "User does not have access to the path"}
 				}
-				ov.allowed = t.allowedAction(user, acct, cont, name)
+				ov.AllowedTo = t.allowedAction(user, acct, cont, name)
 			}
 			if p != nil {
-				ov.perms = p
+				ov.Perms = p
 				a, c, n := splitOkey(k)
-				ov.permsPath = a + "/" + c + "/" + n
+				ov.PermsPath = a + "/" + c + "/" + n
 			}
-			ov.publicToken = t.publicToken(ok)
+			ov.PublicToken = t.publicToken(ok)
 		}
 		if withData {
-			ov.segments, err = t.segments(user, acct, ov.v)
+			ov.Segments, err = t.segments(user, acct, ov.Version)
 			return err
 		}
 		return nil
@@ -576,16 +576,16 @@ func (st *Store) getObject(user, acct, cont, name, version string, withData bool
 
 // segments is the data layout of a version; a manifest object (X-Object-
 // Manifest: cont/prefix) is the concatenation of the objects under prefix.
-func (t *txn) segments(user, acct string, v *versionRec) ([]segment, error) {
+func (t *txn) segments(user, acct string, v *Version) ([]Segment, error) {
 	manifest, isManifest := v.Meta[DomainPithos]["X-Object-Manifest"]
 	if !isManifest {
-		return []segment{{size: v.Bytes, blockSize: v.BlockSize, hashes: t.hashes(v)}}, nil
+		return []Segment{{Size: v.Bytes, BlockSize: v.BlockSize, Hashes: t.hashes(v)}}, nil
 	}
 	cont, prefix, ok := strings.Cut(manifest, "/")
 	if !ok || cont == "" {
-		return nil, &errBadRequest{msg: "Invalid X-Object-Manifest header"}
+		return nil, &ErrBadRequest{Msg: "Invalid X-Object-Manifest header"}
 	}
-	var segs []segment
+	var segs []Segment
 	for _, n := range t.liveNames(acct, cont, prefix) {
 		if t.canReadObject(user, acct, cont, n) != nil {
 			continue
@@ -594,25 +594,25 @@ func (t *txn) segments(user, acct string, v *versionRec) ([]segment, error) {
 		if err != nil {
 			return nil, err
 		}
-		segs = append(segs, segment{size: pv.Bytes, blockSize: pv.BlockSize, hashes: t.hashes(pv)})
+		segs = append(segs, Segment{Size: pv.Bytes, BlockSize: pv.BlockSize, Hashes: t.hashes(pv)})
 	}
 	return segs, nil
 }
 
-// versionHashes is the version's own block map (for a manifest object the
+// VersionHashes is the version's own block map (for a manifest object the
 // segments describe the parts instead).
-func (st *Store) versionHashes(ov *objectView) ([]string, error) {
+func (st *Store) VersionHashes(ov *ObjectView) ([]string, error) {
 	var hs []string
 	err := st.view(func(t *txn) error {
-		hs = t.hashes(ov.v)
+		hs = t.hashes(ov.Version)
 		return nil
 	})
 	return hs, err
 }
 
-// etagOf is the ETag a PUT's preconditions compare with; a missing object
+// ETag is the ETag a PUT's preconditions compare with; a missing object
 // (or container) is not an error there.
-func (st *Store) etagOf(user, acct, cont, name string) (string, bool, error) {
+func (st *Store) ETag(user, acct, cont, name string) (string, bool, error) {
 	var etag string
 	var exists bool
 	err := st.view(func(t *txn) error {
@@ -629,8 +629,8 @@ func (st *Store) etagOf(user, acct, cont, name string) (string, bool, error) {
 	return etag, exists, err
 }
 
-// objectByPublic resolves a public token to its object.
-func (st *Store) objectByPublic(token string) (acct, cont, name string, err error) {
+// ObjectByPublicToken resolves a public token to its object.
+func (st *Store) ObjectByPublicToken(token string) (acct, cont, name string, err error) {
 	err = st.view(func(t *txn) error {
 		k := t.publicTokens.Get([]byte(token))
 		if k == nil {
@@ -642,9 +642,9 @@ func (st *Store) objectByPublic(token string) (acct, cont, name string, err erro
 	return
 }
 
-// listVersions is list_versions: [serial, mtime] of every kept version.
-func (st *Store) listVersions(user, acct, cont, name string) ([]*versionRec, error) {
-	var out []*versionRec
+// ListVersions is list_versions: [serial, mtime] of every kept version.
+func (st *Store) ListVersions(user, acct, cont, name string) ([]*Version, error) {
+	var out []*Version
 	err := st.view(func(t *txn) error {
 		if err := t.canReadObject(user, acct, cont, name); err != nil {
 			return err
@@ -660,32 +660,32 @@ func (st *Store) listVersions(user, acct, cont, name string) ([]*versionRec, err
 	return out, err
 }
 
-// writeData streams the bytes [off, off+n) of the segments to w.
-func (st *Store) writeData(w io.Writer, segs []segment, off, n int64) error {
+// WriteData streams the bytes [off, off+n) of the segments to w.
+func (st *Store) WriteData(w io.Writer, segs []Segment, off, n int64) error {
 	var buf []byte
 	for _, sg := range segs {
 		if n <= 0 {
 			return nil
 		}
-		if off >= sg.size {
-			off -= sg.size
+		if off >= sg.Size {
+			off -= sg.Size
 			continue
 		}
-		bs := int64(sg.blockSize)
-		if cap(buf) < sg.blockSize {
-			buf = make([]byte, sg.blockSize)
+		bs := int64(sg.BlockSize)
+		if cap(buf) < sg.BlockSize {
+			buf = make([]byte, sg.BlockSize)
 		}
-		buf = buf[:sg.blockSize]
-		for n > 0 && off < sg.size {
+		buf = buf[:sg.BlockSize]
+		for n > 0 && off < sg.Size {
 			bi := off / bs
 			bo := off % bs
-			if int(bi) >= len(sg.hashes) {
+			if int(bi) >= len(sg.Hashes) {
 				return fmt.Errorf("sandbox: object map shorter than its size")
 			}
-			if err := st.blocks.read(sg.hashes[bi], buf); err != nil {
+			if err := st.blocks.read(sg.Hashes[bi], buf); err != nil {
 				return err
 			}
-			end := min(bs, sg.size-bi*bs)
+			end := min(bs, sg.Size-bi*bs)
 			l := min(end-bo, n)
 			if _, err := w.Write(buf[bo : bo+l]); err != nil {
 				return err

@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"bytes"
@@ -44,8 +44,6 @@ type Store struct {
 	quota     int64
 }
 
-var _ objectStore = (*Store)(nil)
-
 var (
 	bAccounts     = []byte("accounts")
 	bContainers   = []byte("containers")
@@ -63,12 +61,15 @@ const (
 	maxMetadata       = 32 // PITHOS_RESOURCE_MAX_METADATA per domain
 	maxGroups         = 32
 	maxGroupMembers   = 32
-	listLimit         = 10000 // API_LIST_LIMIT
+	ListLimit         = 10000 // API_LIST_LIMIT
 	publicURLSecurity = 16
 	publicURLAlphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
 
-func openStore(dir string, blockSize int, quota int64) (*Store, error) {
+// Open opens (or creates) the store in dir: DIR/meta.db and DIR/blocks.
+// blockSize is that of new containers; quota each account's
+// pithos.diskspace limit (0: unlimited).
+func Open(dir string, blockSize int, quota int64) (*Store, error) {
 	if blockSize <= 0 {
 		blockSize = hashmap.DefaultBlockSize
 	}
@@ -98,44 +99,48 @@ func openStore(dir string, blockSize int, quota int64) (*Store, error) {
 	return &Store{db: db, blocks: blocks, blockSize: blockSize, quota: quota}, nil
 }
 
-// onBlockWritten sets a function that runs after each block's bytes are
+// OnBlockWritten sets a function that runs after each block's bytes are
 // on disk and before the block is renamed into place. Tests use it to see
 // block writes overlap; set it before serving requests.
-func (st *Store) onBlockWritten(fn func()) { st.blocks.written = fn }
+func (st *Store) OnBlockWritten(fn func()) { st.blocks.written = fn }
 
-// putBlock stores one block (the bytes of a block-size chunk) and returns
+// PutBlock stores one block (the bytes of a block-size chunk) and returns
 // its hash; the metadata is not touched.
-func (st *Store) putBlock(data []byte) (string, error) { return st.blocks.put(data) }
+func (st *Store) PutBlock(data []byte) (string, error) { return st.blocks.put(data) }
 
-// readBlock fills buf (one block's worth) with the block, NUL-padded.
-func (st *Store) readBlock(hash string, buf []byte) error { return st.blocks.read(hash, buf) }
+// ReadBlock fills buf (one block's worth) with the block, NUL-padded.
+func (st *Store) ReadBlock(hash string, buf []byte) error { return st.blocks.read(hash, buf) }
 
-// metaCommits is the number of metadata write transactions so far.
-func (st *Store) metaCommits() int64 { return st.commits.Load() }
+// MetaCommits is the number of metadata write transactions so far.
+func (st *Store) MetaCommits() int64 { return st.commits.Load() }
 
 // Close closes the metadata database.
 func (st *Store) Close() error { return st.db.Close() }
 
-// Errors that only the Pithos handlers see (the objectStore errors live in backend.go).
-type errBadRequest struct{ msg string }
+// Errors that only the Pithos handlers see (the ones Plankton sees too live
+// in backend.go).
 
-func (e *errBadRequest) Error() string { return e.msg }
+// ErrBadRequest is a request the backend refuses (400).
+type ErrBadRequest struct{ Msg string }
 
-type errConflict struct{ msg string }
+func (e *ErrBadRequest) Error() string { return e.Msg }
 
-func (e *errConflict) Error() string { return e.msg }
+// ErrConflict is a state conflict such as a non-empty container (409).
+type ErrConflict struct{ Msg string }
 
-// errMissingBlocks is a hashmap that names blocks the store lacks (409).
-type errMissingBlocks struct{ hashes []string }
+func (e *ErrConflict) Error() string { return e.Msg }
 
-func (e *errMissingBlocks) Error() string {
-	return fmt.Sprintf("%d blocks missing", len(e.hashes))
+// ErrMissingBlocks is a hashmap that names blocks the store lacks (409).
+type ErrMissingBlocks struct{ Hashes []string }
+
+func (e *ErrMissingBlocks) Error() string {
+	return fmt.Sprintf("%d blocks missing", len(e.Hashes))
 }
 
-// errAccountQuota is the Astakos commission refusal for pithos.diskspace.
-type errAccountQuota struct{ available, requested int64 }
+// ErrAccountQuota is the Astakos commission refusal for pithos.diskspace.
+type ErrAccountQuota struct{ available, requested int64 }
 
-func (e *errAccountQuota) Error() string {
+func (e *ErrAccountQuota) Error() string {
 	return fmt.Sprintf("Limit for resource 'Storage space' exceeded for your account. Available: %d, Requested: %d", e.available, e.requested)
 }
 
@@ -158,9 +163,9 @@ type containerRec struct {
 	Bytes      int64             `json:"bytes"`
 }
 
-// versionRec is one object version. Mtime is in microseconds, the precision
+// Version is one object version. Mtime is in microseconds, the precision
 // of the real DECIMAL(16,6) column.
-type versionRec struct {
+type Version struct {
 	Serial     int64                        `json:"serial"`
 	UUID       string                       `json:"uuid"`
 	Mtime      int64                        `json:"mtime"`
@@ -203,13 +208,14 @@ func splitOkey(k []byte) (acct, cont, name string) {
 
 func nowMicro() int64 { return time.Now().UnixMicro() }
 
-// fmtTimestamp renders a version timestamp as Python's str(Decimal) of the
+// FormatTimestamp renders a version timestamp as Python's str(Decimal) of the
 // DECIMAL(16,6) column: always six decimals.
-func fmtTimestamp(us int64) string {
+func FormatTimestamp(us int64) string {
 	return fmt.Sprintf("%d.%06d", us/1e6, us%1e6)
 }
 
-func newUUID() string {
+// NewUUID returns a random (version 4) UUID in the canonical form.
+func NewUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
@@ -377,12 +383,12 @@ func (t *txn) putContainer(acct, cont string, c *containerRec) error {
 }
 
 // current returns the live version of an object, or nil.
-func (t *txn) current(ok []byte) (*versionRec, error) {
+func (t *txn) current(ok []byte) (*Version, error) {
 	s := t.objects.Get(ok)
 	if s == nil {
 		return nil, nil
 	}
-	var v versionRec
+	var v Version
 	found, err := getJSON(t.versions, vkey(ok, int64(binary.BigEndian.Uint64(s))), &v)
 	if err != nil {
 		return nil, err
@@ -394,8 +400,8 @@ func (t *txn) current(ok []byte) (*versionRec, error) {
 }
 
 // version returns a specific version of the object at ok.
-func (t *txn) version(ok []byte, serial int64) (*versionRec, error) {
-	var v versionRec
+func (t *txn) version(ok []byte, serial int64) (*Version, error) {
+	var v Version
 	found, err := getJSON(t.versions, vkey(ok, serial), &v)
 	if err != nil {
 		return nil, err
@@ -414,15 +420,15 @@ func (t *txn) hasHistory(ok []byte) bool {
 	return k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+8
 }
 
-func (t *txn) versionsOf(ok []byte) ([]*versionRec, error) {
+func (t *txn) versionsOf(ok []byte) ([]*Version, error) {
 	p := vprefix(ok)
-	var out []*versionRec
+	var out []*Version
 	c := t.versions.Cursor()
 	for k, data := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, data = c.Next() {
 		if len(k) != len(p)+8 {
 			continue
 		}
-		var v versionRec
+		var v Version
 		if err := json.Unmarshal(data, &v); err != nil {
 			return nil, fmt.Errorf("sandbox: corrupt version %q: %w", k, err)
 		}
@@ -431,7 +437,7 @@ func (t *txn) versionsOf(ok []byte) ([]*versionRec, error) {
 	return out, nil
 }
 
-func (t *txn) hashes(v *versionRec) []string {
+func (t *txn) hashes(v *Version) []string {
 	if v.Bytes == 0 {
 		return []string{hashmap.EmptyHash}
 	}
@@ -444,7 +450,7 @@ func (t *txn) nextSerial() (int64, error) {
 }
 
 // putVersion stores a new version and makes it the current one.
-func (t *txn) putVersion(ok []byte, v *versionRec, hashes []string) error {
+func (t *txn) putVersion(ok []byte, v *Version, hashes []string) error {
 	if v.Bytes > 0 {
 		raw, err := encodeHashes(hashes)
 		if err != nil {

@@ -1,8 +1,10 @@
-package sandbox
+package plankton
 
 import (
 	"net/http"
 	"testing"
+
+	"github.com/imagesync/imagesync/internal/sandbox/store"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -81,12 +83,12 @@ func TestPlanktonHelpers(t *testing.T) {
 	assert.Equal(t, "SAVING", apiStatus("Unavailable"))
 	assert.Equal(t, "UNKNOWN", apiStatus("weird"))
 
-	img := imageToDict(&ObjectInfo{
+	img := imageToDict(&store.ObjectInfo{
 		Account: "acct", Container: "c", Name: "n", UUID: "u", Bytes: 42, Hash: "h", Mtime: 1392487853.5, Available: 1,
-		Permissions: Permissions{Read: []string{"acct", "*", "x"}},
+		Permissions: store.Permissions{Read: []string{"acct", "*", "x"}},
 		Meta: map[string]map[string]string{
-			DomainPithos:   {"foo": "bar"},
-			DomainPlankton: {"plankton:name": "N", "plankton:created_at": "1.0", "plankton:owner": "o", "plankton:property:k": "v", "plankton:status": "ERROR", "plankton:volume_id": "7"},
+			store.DomainPithos:   {"foo": "bar"},
+			store.DomainPlankton: {"plankton:name": "N", "plankton:created_at": "1.0", "plankton:owner": "o", "plankton:property:k": "v", "plankton:status": "ERROR", "plankton:volume_id": "7"},
 		},
 	})
 	assert.Equal(t, map[string]any{

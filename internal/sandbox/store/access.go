@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"bytes"
@@ -209,7 +209,9 @@ func (t *txn) canReadContainer(user, acct, cont string) error {
 	return &ErrForbidden{Msg: "User does not have read access to the container"}
 }
 
-func canWriteContainer(user, acct string) error {
+// CanWriteContainer is can_write_container: only the account's owner may
+// write into its containers, whatever the sharing of their objects.
+func CanWriteContainer(user, acct string) error {
 	if user != acct {
 		return &ErrForbidden{Msg: "User does not have write access to the container"}
 	}

@@ -1,4 +1,4 @@
-package sandbox
+package plankton
 
 import (
 	"errors"
@@ -8,11 +8,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
 
 // registerImage is POST /images/: views.add_image then backend.register, with
 // their checks in their order.
-func (s *Server) registerImage(w http.ResponseWriter, r *http.Request, u User) {
+func (s *Handler) registerImage(w http.ResponseWriter, r *http.Request, u astakos.User) {
 	params, err := headersToImageParams(r.Header)
 	if err != nil {
 		plBadRequest(w, r, err.Error())
@@ -48,7 +52,7 @@ func (s *Server) registerImage(w http.ResponseWriter, r *http.Request, u User) {
 	case err != nil:
 		// The view only catches AssertionError: a decoding error escapes
 		// as an unexpected one.
-		writeFault(w, r, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		wire.WriteFault(w, r, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 		return
 	}
 	if msg := validateFields(params); msg != "" {
@@ -92,7 +96,7 @@ func (s *Server) registerImage(w http.ResponseWriter, r *http.Request, u User) {
 	}
 	// update_object_permissions comes first and is owner only.
 	if u.UUID != account {
-		writeFault(w, r, http.StatusForbidden, faultForbidden, "", "")
+		wire.WriteFault(w, r, http.StatusForbidden, wire.FaultForbidden, "", "")
 		return
 	}
 	meta := imageMetaFromParams(params)
@@ -104,11 +108,11 @@ func (s *Server) registerImage(w http.ResponseWriter, r *http.Request, u User) {
 		plBadRequest(w, r, msg)
 		return
 	}
-	if err := s.store.SetPermissions(u.UUID, account, container, path, Permissions{Read: read}); err != nil {
+	if err := s.store.SetPermissions(u.UUID, account, container, path, store.Permissions{Read: read}); err != nil {
 		backendFault(w, r, err)
 		return
 	}
-	if err := s.store.UpdateObjectMeta(u.UUID, account, container, path, DomainPlankton, prefixed, false); err != nil {
+	if err := s.store.UpdateObjectMeta(u.UUID, account, container, path, store.DomainPlankton, prefixed, false); err != nil {
 		// The real backend rolls the transaction back.
 		_ = s.store.SetPermissions(u.UUID, account, container, path, info.Permissions)
 		backendFault(w, r, err)
@@ -123,7 +127,7 @@ func (s *Server) registerImage(w http.ResponseWriter, r *http.Request, u User) {
 }
 
 // reloadImage is backend._get_image after a change.
-func (s *Server) reloadImage(w http.ResponseWriter, r *http.Request, u User, uuid string) (map[string]any, bool) {
+func (s *Handler) reloadImage(w http.ResponseWriter, r *http.Request, u astakos.User, uuid string) (map[string]any, bool) {
 	info, ok := s.imageObject(w, r, u, uuid)
 	if !ok {
 		return nil, false
@@ -132,7 +136,7 @@ func (s *Server) reloadImage(w http.ResponseWriter, r *http.Request, u User, uui
 }
 
 // imageMeta is HEAD /images/<id>.
-func (s *Server) imageMeta(w http.ResponseWriter, r *http.Request, u User, id string) {
+func (s *Handler) imageMeta(w http.ResponseWriter, r *http.Request, u astakos.User, id string) {
 	info, ok := s.imageObject(w, r, u, id)
 	if !ok {
 		return
@@ -142,7 +146,7 @@ func (s *Server) imageMeta(w http.ResponseWriter, r *http.Request, u User, id st
 
 // updateImage is PUT /images/<id>: views.update_image and
 // backend.update_metadata.
-func (s *Server) updateImage(w http.ResponseWriter, r *http.Request, u User, id string) {
+func (s *Handler) updateImage(w http.ResponseWriter, r *http.Request, u astakos.User, id string) {
 	params, err := headersToImageParams(r.Header)
 	if err != nil {
 		plBadRequest(w, r, err.Error())
@@ -162,13 +166,13 @@ func (s *Server) updateImage(w http.ResponseWriter, r *http.Request, u User, id 
 	if !ok {
 		return
 	}
-	var perms *Permissions
+	var perms *store.Permissions
 	if public, ok := params["is_public"].(bool); ok {
 		delete(params, "is_public")
 		// update_object_permissions runs before the metadata is validated,
 		// and only the owner may change sharing.
 		if u.UUID != info.Account {
-			writeFault(w, r, http.StatusForbidden, faultForbidden, "", "")
+			wire.WriteFault(w, r, http.StatusForbidden, wire.FaultForbidden, "", "")
 			return
 		}
 		// "*" toggles; other readers and all writers stay.
@@ -176,7 +180,7 @@ func (s *Server) updateImage(w http.ResponseWriter, r *http.Request, u User, id 
 		if public {
 			read = append(read, "*")
 		}
-		perms = &Permissions{Read: read, Write: info.Permissions.Write}
+		perms = &store.Permissions{Read: read, Write: info.Permissions.Write}
 	}
 	meta, msg := prefixAndValidate(imageMetaFromParams(params))
 	if msg != "" {
@@ -195,14 +199,14 @@ func (s *Server) updateImage(w http.ResponseWriter, r *http.Request, u User, id 
 // finishUpdate merges meta into the plankton domain and answers with the
 // image. Any failure undoes what was written, as the real backend's
 // transaction rollback does.
-func (s *Server) finishUpdate(w http.ResponseWriter, r *http.Request, u User, id string, info *ObjectInfo, meta map[string]string, permsChanged bool) {
+func (s *Handler) finishUpdate(w http.ResponseWriter, r *http.Request, u astakos.User, id string, info *store.ObjectInfo, meta map[string]string, permsChanged bool) {
 	acct, cont, name := info.Account, info.Container, info.Name
 	rollbackPerms := func() {
 		if permsChanged {
 			_ = s.store.SetPermissions(u.UUID, acct, cont, name, info.Permissions)
 		}
 	}
-	if err := s.store.UpdateObjectMeta(u.UUID, acct, cont, name, DomainPlankton, meta, false); err != nil {
+	if err := s.store.UpdateObjectMeta(u.UUID, acct, cont, name, store.DomainPlankton, meta, false); err != nil {
 		rollbackPerms()
 		backendFault(w, r, err)
 		return
@@ -212,16 +216,16 @@ func (s *Server) finishUpdate(w http.ResponseWriter, r *http.Request, u User, id
 		backendFault(w, r, err)
 		return
 	}
-	if _, ok := fresh.Meta[DomainPlankton][planktonPrefix+"name"]; !ok {
+	if _, ok := fresh.Meta[store.DomainPlankton][planktonPrefix+"name"]; !ok {
 		// An empty name deleted plankton:name: _get_image fails and the
 		// whole update is rolled back.
 		old := map[string]string{}
-		for k, v := range info.Meta[DomainPlankton] {
+		for k, v := range info.Meta[store.DomainPlankton] {
 			old[k] = v
 		}
-		_ = s.store.UpdateObjectMeta(u.UUID, acct, cont, name, DomainPlankton, old, true)
+		_ = s.store.UpdateObjectMeta(u.UUID, acct, cont, name, store.DomainPlankton, old, true)
 		rollbackPerms()
-		writeFault(w, r, http.StatusNotFound, faultNotFound, fmt.Sprintf("Object '%s' does not exist.", id), "")
+		wire.WriteFault(w, r, http.StatusNotFound, wire.FaultNotFound, fmt.Sprintf("Object '%s' does not exist.", id), "")
 		return
 	}
 	s.stats.imageUpdates.Add(1)
@@ -230,17 +234,17 @@ func (s *Server) finishUpdate(w http.ResponseWriter, r *http.Request, u User, id
 
 // unregisterImage is DELETE /images/<id>: the plankton domain is cleared; the
 // object, its UUID and its sharing stay.
-func (s *Server) unregisterImage(w http.ResponseWriter, r *http.Request, u User, id string) {
+func (s *Handler) unregisterImage(w http.ResponseWriter, r *http.Request, u astakos.User, id string) {
 	info, ok := s.imageObject(w, r, u, id)
 	if !ok {
 		return
 	}
-	if err := s.store.UpdateObjectMeta(u.UUID, info.Account, info.Container, info.Name, DomainPlankton, map[string]string{}, true); err != nil {
+	if err := s.store.UpdateObjectMeta(u.UUID, info.Account, info.Container, info.Name, store.DomainPlankton, map[string]string{}, true); err != nil {
 		backendFault(w, r, err)
 		return
 	}
 	s.stats.imageUpdates.Add(1)
-	writeEmpty(w, http.StatusNoContent)
+	wire.WriteEmpty(w, http.StatusNoContent)
 }
 
 // errSortKey is the KeyError of itemgetter on an image lacking the sort key.
@@ -248,8 +252,8 @@ var errSortKey = errors.New("sort key missing")
 
 // listImageDicts is backend._list_images: every image u can see, sorted.
 // Filters are parsed by the view but never applied ("TODO: Use filters").
-func (s *Server) listImageDicts(u User, sortKey, sortDir string) ([]map[string]any, error) {
-	objs, err := s.store.DomainObjects(u.UUID, DomainPlankton)
+func (s *Handler) listImageDicts(u astakos.User, sortKey, sortDir string) ([]map[string]any, error) {
+	objs, err := s.store.DomainObjects(u.UUID, store.DomainPlankton)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +303,7 @@ func compareValues(a, b any) int {
 }
 
 // listImages is GET /images/ and /images/detail.
-func (s *Server) listImages(w http.ResponseWriter, r *http.Request, u User, detail bool) {
+func (s *Handler) listImages(w http.ResponseWriter, r *http.Request, u astakos.User, detail bool) {
 	q := r.URL.Query()
 	param := func(k string) (string, bool) {
 		v, ok := q[k]
@@ -350,12 +354,12 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, u User, deta
 	}
 	// The real view dumps with indent=settings.DEBUG; whitespace aside, the
 	// document is the same.
-	writeJSON(w, http.StatusOK, map[string]any{"images": out})
+	wire.WriteJSON(w, http.StatusOK, map[string]any{"images": out})
 }
 
 // listSharedImages is GET /shared-images/<member>: the requester's visible,
 // non-public images owned by member.
-func (s *Server) listSharedImages(w http.ResponseWriter, r *http.Request, u User, member string) {
+func (s *Handler) listSharedImages(w http.ResponseWriter, r *http.Request, u astakos.User, member string) {
 	images, err := s.listImageDicts(u, "created_at", "desc")
 	if err != nil {
 		backendFault(w, r, err)
@@ -364,8 +368,8 @@ func (s *Server) listSharedImages(w http.ResponseWriter, r *http.Request, u User
 	out := []any{}
 	for _, img := range images {
 		if img["is_public"] == false && img["owner"] == member {
-			out = append(out, ordered{{"image_id", img["id"]}, {"can_share", false}})
+			out = append(out, wire.Ordered{{"image_id", img["id"]}, {"can_share", false}})
 		}
 	}
-	writeJSON(w, http.StatusOK, ordered{{"shared_images", out}})
+	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{"shared_images", out}})
 }

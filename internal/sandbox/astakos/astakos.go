@@ -1,4 +1,4 @@
-package sandbox
+package astakos
 
 import (
 	"encoding/json"
@@ -11,11 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Astakos: the identity API (POST /identity/v2.0/tokens, astakos/api/tokens.py)
-// and the part of the account API that clients use (GET quotas, POST
-// user_catalogs; astakos/api/quotas.py and user.py).
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+)
 
 // unlimitedQuota is how Astakos reports a limit nobody set:
 // synnefo.util.units.PRACTICALLY_INFINITE = 2**63 - 1.
@@ -35,42 +33,42 @@ var (
 	reUserCatalogs    = regexp.MustCompile(`^user_catalogs/?$`)
 )
 
-func (s *Server) serveIdentity(w http.ResponseWriter, r *http.Request, rest string) {
+func (s *Handler) serveIdentity(w http.ResponseWriter, r *http.Request, rest string) {
 	p := "v2.0" + rest
 	ser := identSerialization(r)
 	switch {
 	case reIdentityVersion.MatchString(p):
 		if r.Method != http.MethodGet {
-			astakosFault(w, r, ser, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "", http.MethodGet)
+			astakosFault(w, r, ser, http.StatusMethodNotAllowed, wire.FaultNotAllowed, "Method not allowed", "", http.MethodGet)
 			return
 		}
-		writeJSON(w, http.StatusOK, ordered{{"version", identityVersion(baseURL(r))}})
+		wire.WriteJSON(w, http.StatusOK, wire.Ordered{{"version", identityVersion(wire.BaseURL(r))}})
 	case reValidateToken.MatchString(p):
 		// Only OAuth2 access tokens are validated here, and the sandbox
 		// issues none: the real lookup fails with OA2Error "No such token".
 		if r.Method != http.MethodGet {
-			astakosFault(w, r, ser, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "", http.MethodGet)
+			astakosFault(w, r, ser, http.StatusMethodNotAllowed, wire.FaultNotAllowed, "Method not allowed", "", http.MethodGet)
 			return
 		}
-		astakosFault(w, r, ser, http.StatusNotFound, faultNotFound, "No such token", "")
+		astakosFault(w, r, ser, http.StatusNotFound, wire.FaultNotFound, "No such token", "")
 	case reTokens.MatchString(p):
 		s.serveTokens(w, r, ser)
 	default:
-		astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, "API endpoint not found", "")
+		astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "API endpoint not found", "")
 	}
 }
 
-func identityVersion(base string) ordered {
-	return ordered{
+func identityVersion(base string) wire.Ordered {
+	return wire.Ordered{
 		{"id", "v2.0"},
 		{"status", "CURRENT"},
 		{"updated", "2014-04-17T00:00:00Z"},
 		{"links", []any{
-			ordered{{"rel", "self"}, {"href", base + "/identity/v2.0/"}},
-			ordered{{"rel", "describedby"}, {"type", "text/html"}, {"href", "https://docs.openstack.org/"}},
+			wire.Ordered{{"rel", "self"}, {"href", base + "/identity/v2.0/"}},
+			wire.Ordered{{"rel", "describedby"}, {"type", "text/html"}, {"href", "https://docs.openstack.org/"}},
 		}},
 		{"media_types", []any{
-			ordered{{"base", "application/json"}, {"type", "application/vnd.openstack.identity-v2.0+json"}},
+			wire.Ordered{{"base", "application/json"}, {"type", "application/vnd.openstack.identity-v2.0+json"}},
 		}},
 	}
 }
@@ -117,21 +115,21 @@ func pyTruthy(v any) bool {
 	return true
 }
 
-func (s *Server) serveTokens(w http.ResponseWriter, r *http.Request, ser string) {
+func (s *Handler) serveTokens(w http.ResponseWriter, r *http.Request, ser string) {
 	if r.Method != http.MethodPost {
-		astakosFault(w, r, ser, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "", http.MethodPost)
+		astakosFault(w, r, ser, http.StatusMethodNotAllowed, wire.FaultNotAllowed, "Method not allowed", "", http.MethodPost)
 		return
 	}
-	base := baseURL(r)
+	base := wire.BaseURL(r)
 	// A missing, zero or unparsable Content-Length is "public mode": the
 	// catalog alone, no credentials needed.
 	if r.ContentLength <= 0 {
 		s.writeAccess(w, r, ser, nil, base)
 		return
 	}
-	req, msg := getJSONBody(r)
+	req, msg := wire.GetJSONBody(r)
 	if msg != "" {
-		astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, msg, "")
+		astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, msg, "")
 		return
 	}
 	var username any
@@ -144,38 +142,38 @@ func (s *Server) serveTokens(w http.ResponseWriter, r *http.Request, ser string)
 			hasUsername = err == nil && username != nil
 		}
 		if errors.Is(err, errPyKey) {
-			astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Malformed request: missing credentials", "")
+			astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Malformed request: missing credentials", "")
 			return
 		}
 	}
 	if err != nil {
-		astakosFault(w, r, ser, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		astakosFault(w, r, ser, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 		return
 	}
 	tenant, _ := pyIndex(req, "auth", "tenantName")
 	if token == nil {
-		astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Malformed request: missing token", "")
+		astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Malformed request: missing token", "")
 		return
 	}
 	tok, _ := token.(string)
 	u, status := s.users.Lookup(tok)
 	switch status {
 	case TokenUnknown:
-		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Invalid token", "")
+		astakosFault(w, r, ser, http.StatusUnauthorized, wire.FaultUnauthorized, "Invalid token", "")
 		return
 	case TokenRevoked:
-		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Authentication expired", "")
+		astakosFault(w, r, ser, http.StatusUnauthorized, wire.FaultUnauthorized, "Authentication expired", "")
 		return
 	}
 	if hasUsername {
 		if name, _ := username.(string); name != u.UUID {
-			astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Invalid credentials", "")
+			astakosFault(w, r, ser, http.StatusUnauthorized, wire.FaultUnauthorized, "Invalid credentials", "")
 			return
 		}
 	}
 	if pyTruthy(tenant) {
 		if t, _ := tenant.(string); t != u.UUID {
-			astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Not conforming tenantName", "")
+			astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Not conforming tenantName", "")
 			return
 		}
 	}
@@ -210,33 +208,33 @@ func serviceCatalog(base string) []catalogService {
 	}
 }
 
-func (c catalogService) endpoint() ordered {
-	return ordered{
+func (c catalogService) endpoint() wire.Ordered {
+	return wire.Ordered{
 		{"versionId", c.version},
 		{"publicURL", c.url},
-		{"SNF:exposeVersion", pyBoolStr(c.exposeVersion)},
+		{"SNF:exposeVersion", wire.PyBool(c.exposeVersion)},
 		{"SNF:uiURL", c.uiURL},
 		{"region", "default"},
 	}
 }
 
 // writeAccess sends the tokens reply; u nil is public mode (catalog only).
-func (s *Server) writeAccess(w http.ResponseWriter, r *http.Request, ser string, u *User, base string) {
+func (s *Handler) writeAccess(w http.ResponseWriter, r *http.Request, ser string, u *User, base string) {
 	catalog := serviceCatalog(base)
 	expires := pythonISOFormat(time.Now().Add(tokenLifetime))
 	if ser == "xml" {
 		writeAccessXML(w, u, expires, catalog)
 		return
 	}
-	var access ordered
+	var access wire.Ordered
 	if u != nil {
 		access = append(access,
-			kv{"token", ordered{
+			wire.KV{"token", wire.Ordered{
 				{"id", u.Token},
 				{"expires", expires},
-				{"tenant", ordered{{"id", u.UUID}, {"name", u.Name}}},
+				{"tenant", wire.Ordered{{"id", u.UUID}, {"name", u.Name}}},
 			}},
-			kv{"user", ordered{
+			wire.KV{"user", wire.Ordered{
 				{"id", u.UUID},
 				{"name", u.Name},
 				{"roles", []any{}},
@@ -248,15 +246,15 @@ func (s *Server) writeAccess(w http.ResponseWriter, r *http.Request, ser string,
 	}
 	services := make([]any, 0, len(catalog))
 	for _, c := range catalog {
-		services = append(services, ordered{
+		services = append(services, wire.Ordered{
 			{"name", c.name},
 			{"type", c.typ},
 			{"endpoints", []any{c.endpoint()}},
 			{"endpoints_links", []any{}},
 		})
 	}
-	access = append(access, kv{"serviceCatalog", services})
-	writeJSON(w, http.StatusOK, ordered{{"access", access}})
+	access = append(access, wire.KV{"serviceCatalog", services})
+	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{"access", access}})
 }
 
 // djangoEscape is Django's template auto-escaping.
@@ -278,16 +276,16 @@ func writeAccessXML(w http.ResponseWriter, u *User, expires string, catalog []ca
 	for _, c := range catalog {
 		fmt.Fprintf(&b, "        <service type=\"%s\" name=\"%s\">\n            <endpoint ", djangoEscape(c.typ), djangoEscape(c.name))
 		for _, e := range c.endpoint() {
-			fmt.Fprintf(&b, " %s=\"%s\" ", e.K, djangoEscape(e.V.(string)))
+			fmt.Fprintf(&b, " %s=\"%s\" ", e[0], djangoEscape(e[1].(string)))
 		}
 		b.WriteString(" />\n        </service>\n")
 	}
 	b.WriteString("    </serviceCatalog>\n</access>\n")
-	writeAstakosBody(w, http.StatusOK, ctXML, []byte(b.String()))
+	writeAstakosBody(w, http.StatusOK, wire.XMLType, []byte(b.String()))
 }
 
 func writeAstakosBody(w http.ResponseWriter, status int, ct string, body []byte) {
-	setCommonHeaders(w.Header())
+	wire.SetCommonHeaders(w.Header())
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
@@ -337,13 +335,13 @@ func astakosFault(w http.ResponseWriter, r *http.Request, ser string, code int, 
 		w.Header().Set("Allow", strings.Join(allow, ","))
 	}
 	if ser != "xml" {
-		writeFault(w, r, code, name, message, details)
+		wire.WriteFault(w, r, code, name, message, details)
 		return
 	}
 	body := fmt.Sprintf("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<%s xmlns=\"http://docs.openstack.org/identity/api/v2.0\" code=\"%d\">\n  <message>%s</message>\n  <details>%s</details>\n</%s>\n",
 		name, code, djangoEscape(message), djangoEscape(details), name)
-	setCommonHeaders(w.Header())
-	w.Header().Set("Content-Type", ctXML)
+	wire.SetCommonHeaders(w.Header())
+	w.Header().Set("Content-Type", wire.XMLType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
@@ -351,7 +349,7 @@ func astakosFault(w http.ResponseWriter, r *http.Request, ser string, code int, 
 	}
 }
 
-func (s *Server) serveAccount(w http.ResponseWriter, r *http.Request, rest string) {
+func (s *Handler) serveAccount(w http.ResponseWriter, r *http.Request, rest string) {
 	ser := identSerialization(r)
 	p, ok := strings.CutPrefix(rest, "/")
 	switch {
@@ -360,28 +358,28 @@ func (s *Server) serveAccount(w http.ResponseWriter, r *http.Request, rest strin
 	case ok && reUserCatalogs.MatchString(p):
 		s.serveUserCatalogs(w, r, ser)
 	default:
-		astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, "API endpoint not found", "")
+		astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "API endpoint not found", "")
 	}
 }
 
 // astakosUser authenticates an account API call as Astakos' user_from_token
 // does: its own 401 messages, not the relayed ones of Pithos and Cyclades.
-func (s *Server) astakosUser(w http.ResponseWriter, r *http.Request, ser string) (User, bool) {
+func (s *Handler) astakosUser(w http.ResponseWriter, r *http.Request, ser string) (User, bool) {
 	token := djangoGET(r, "X-Auth-Token")
 	if token == "" {
 		token = r.Header.Get("X-Auth-Token")
 	}
 	if token == "" {
-		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Access denied. No authentication token", "")
+		astakosFault(w, r, ser, http.StatusUnauthorized, wire.FaultUnauthorized, "Access denied. No authentication token", "")
 		return User{}, false
 	}
 	u, status := s.users.Lookup(token)
 	switch status {
 	case TokenUnknown:
-		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Invalid X-Auth-Token", "")
+		astakosFault(w, r, ser, http.StatusUnauthorized, wire.FaultUnauthorized, "Invalid X-Auth-Token", "")
 		return User{}, false
 	case TokenRevoked:
-		astakosFault(w, r, ser, http.StatusUnauthorized, faultUnauthorized, "Authentication expired", "")
+		astakosFault(w, r, ser, http.StatusUnauthorized, wire.FaultUnauthorized, "Authentication expired", "")
 		return User{}, false
 	}
 	return u, true
@@ -390,9 +388,9 @@ func (s *Server) astakosUser(w http.ResponseWriter, r *http.Request, ser string)
 // serveQuotas answers GET quotas: {project: {resource: counters}}. A sandbox
 // user belongs to its base project only (uuid = user uuid) and the sandbox has
 // one resource, pithos.diskspace.
-func (s *Server) serveQuotas(w http.ResponseWriter, r *http.Request, ser string) {
+func (s *Handler) serveQuotas(w http.ResponseWriter, r *http.Request, ser string) {
 	if r.Method != http.MethodGet {
-		astakosFault(w, r, ser, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "", http.MethodGet)
+		astakosFault(w, r, ser, http.StatusMethodNotAllowed, wire.FaultNotAllowed, "Method not allowed", "", http.MethodGet)
 		return
 	}
 	u, ok := s.astakosUser(w, r, ser)
@@ -401,14 +399,14 @@ func (s *Server) serveQuotas(w http.ResponseWriter, r *http.Request, ser string)
 	}
 	usage, err := s.store.Usage(u.UUID)
 	if err != nil {
-		astakosFault(w, r, ser, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		astakosFault(w, r, ser, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 		return
 	}
 	limit := s.quota
 	if limit <= 0 {
 		limit = unlimitedQuota
 	}
-	writeJSON(w, http.StatusOK, ordered{{u.UUID, ordered{{"pithos.diskspace", ordered{
+	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{u.UUID, wire.Ordered{{"pithos.diskspace", wire.Ordered{
 		{"usage", usage},
 		{"limit", limit},
 		{"pending", 0},
@@ -420,25 +418,25 @@ func (s *Server) serveQuotas(w http.ResponseWriter, r *http.Request, ser string)
 
 // serveUserCatalogs answers POST user_catalogs (astakos/api/util.py
 // get_uuid_displayname_catalogs). Display names are the users' names.
-func (s *Server) serveUserCatalogs(w http.ResponseWriter, r *http.Request, ser string) {
+func (s *Handler) serveUserCatalogs(w http.ResponseWriter, r *http.Request, ser string) {
 	if r.Method != http.MethodPost {
-		astakosFault(w, r, ser, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "", http.MethodPost)
+		astakosFault(w, r, ser, http.StatusMethodNotAllowed, wire.FaultNotAllowed, "Method not allowed", "", http.MethodPost)
 		return
 	}
 	if _, ok := s.astakosUser(w, r, ser); !ok {
 		return
 	}
 	plBadRequest := func(msg string) {
-		astakosFault(w, r, ser, http.StatusBadRequest, faultBadRequest, msg, "")
+		astakosFault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, msg, "")
 	}
 	// This view parses the body with json.loads directly: no Content-Type
 	// check.
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIJSONBody))
+	body, err := io.ReadAll(io.LimitReader(r.Body, wire.MaxJSONBody))
 	if err != nil {
 		plBadRequest("Request body should be json formatted.")
 		return
 	}
-	v, msg := loadsJSON(body)
+	v, msg := wire.LoadsJSON(body)
 	if msg != "" {
 		plBadRequest("Request body should be json formatted.")
 		return
@@ -470,7 +468,7 @@ func (s *Server) serveUserCatalogs(w http.ResponseWriter, r *http.Request, ser s
 	wanted, ok := pyIterStrings(uuids)
 	if !ok {
 		// filter(uuid__in=<number>) raises a TypeError.
-		astakosFault(w, r, ser, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		astakosFault(w, r, ser, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 		return
 	}
 	uuidCatalog := map[string]any{}
@@ -490,7 +488,7 @@ func (s *Server) serveUserCatalogs(w http.ResponseWriter, r *http.Request, ser s
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, ordered{{"uuid_catalog", uuidCatalog}, {"displayname_catalog", nameCatalog}})
+	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{"uuid_catalog", uuidCatalog}, {"displayname_catalog", nameCatalog}})
 }
 
 // pyIterStrings is what iterating a JSON value yields, keeping the strings: a
@@ -525,7 +523,7 @@ func pyStrJSON(v any) string {
 	case nil:
 		return "None"
 	case bool:
-		return pyBoolStr(x)
+		return wire.PyBool(x)
 	case string:
 		return x
 	case json.Number:

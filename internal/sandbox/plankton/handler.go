@@ -1,4 +1,4 @@
-package sandbox
+package plankton
 
 import (
 	"errors"
@@ -12,6 +12,10 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
 
 // Plankton, the Cyclades image service (synnefo/plankton/views.py, backend.py
@@ -73,14 +77,15 @@ func fieldSet(keys ...string) map[string]bool {
 	return m
 }
 
-func (s *Server) servePlankton(w http.ResponseWriter, r *http.Request, rest string) {
+// Images serves the image API; rest is the path after /image.
+func (s *Handler) Images(w http.ResponseWriter, r *http.Request, rest string) {
 	if rest == "" {
 		s.planktonVersions(w, r)
 		return
 	}
 	p, ok := strings.CutPrefix(rest, "/")
 	if !ok {
-		endpointNotFound(w, r)
+		wire.EndpointNotFound(w, r)
 		return
 	}
 	switch {
@@ -91,40 +96,40 @@ func (s *Server) servePlankton(w http.ResponseWriter, r *http.Request, rest stri
 	case reV1.MatchString(p):
 		s.servePlanktonV1(w, r, p[len("v1/"):])
 	default:
-		endpointNotFound(w, r)
+		wire.EndpointNotFound(w, r)
 	}
 }
 
-func (s *Server) servePlanktonV1(w http.ResponseWriter, r *http.Request, p string) {
+func (s *Handler) servePlanktonV1(w http.ResponseWriter, r *http.Request, p string) {
 	var m []string
 	switch {
 	case reImages.MatchString(p):
 		switch r.Method {
 		case http.MethodGet:
-			s.withUser(w, r, func(u User) { s.listImages(w, r, u, false) })
+			s.withUser(w, r, func(u astakos.User) { s.listImages(w, r, u, false) })
 		case http.MethodPost:
-			s.withUser(w, r, func(u User) { s.registerImage(w, r, u) })
+			s.withUser(w, r, func(u astakos.User) { s.registerImage(w, r, u) })
 		default:
 			djangoNotAllowed(w, http.MethodGet, http.MethodPost)
 		}
 	case reImagesDetail.MatchString(p):
 		if r.Method != http.MethodGet {
-			notAllowed(w, r, http.MethodGet)
+			wire.NotAllowed(w, r, http.MethodGet)
 			return
 		}
-		s.withUser(w, r, func(u User) { s.listImages(w, r, u, true) })
+		s.withUser(w, r, func(u astakos.User) { s.listImages(w, r, u, true) })
 	case matchInto(reImage, p, &m):
 		id := m[1]
 		switch r.Method {
 		case http.MethodGet:
 			// Downloading through Plankton was never implemented.
-			s.withUser(w, r, func(User) { writeEmpty(w, http.StatusNotImplemented) })
+			s.withUser(w, r, func(astakos.User) { wire.WriteEmpty(w, http.StatusNotImplemented) })
 		case http.MethodHead:
-			s.withUser(w, r, func(u User) { s.imageMeta(w, r, u, id) })
+			s.withUser(w, r, func(u astakos.User) { s.imageMeta(w, r, u, id) })
 		case http.MethodPut:
-			s.withUser(w, r, func(u User) { s.updateImage(w, r, u, id) })
+			s.withUser(w, r, func(u astakos.User) { s.updateImage(w, r, u, id) })
 		case http.MethodDelete:
-			s.withUser(w, r, func(u User) { s.unregisterImage(w, r, u, id) })
+			s.withUser(w, r, func(u astakos.User) { s.unregisterImage(w, r, u, id) })
 		default:
 			djangoNotAllowed(w, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete)
 		}
@@ -132,9 +137,9 @@ func (s *Server) servePlanktonV1(w http.ResponseWriter, r *http.Request, p strin
 		id := m[1]
 		switch r.Method {
 		case http.MethodGet:
-			s.withUser(w, r, func(u User) { s.listMembers(w, r, u, id) })
+			s.withUser(w, r, func(u astakos.User) { s.listMembers(w, r, u, id) })
 		case http.MethodPut:
-			s.withUser(w, r, func(u User) { s.replaceMembers(w, r, u, id) })
+			s.withUser(w, r, func(u astakos.User) { s.replaceMembers(w, r, u, id) })
 		default:
 			djangoNotAllowed(w, http.MethodGet, http.MethodPut)
 		}
@@ -142,21 +147,21 @@ func (s *Server) servePlanktonV1(w http.ResponseWriter, r *http.Request, p strin
 		id, member := m[1], m[2]
 		switch r.Method {
 		case http.MethodDelete:
-			s.withUser(w, r, func(u User) { s.changeMember(w, r, u, id, member, false) })
+			s.withUser(w, r, func(u astakos.User) { s.changeMember(w, r, u, id, member, false) })
 		case http.MethodPut:
-			s.withUser(w, r, func(u User) { s.changeMember(w, r, u, id, member, true) })
+			s.withUser(w, r, func(u astakos.User) { s.changeMember(w, r, u, id, member, true) })
 		default:
 			djangoNotAllowed(w, http.MethodDelete, http.MethodPut)
 		}
 	case matchInto(reSharedImages, p, &m):
 		if r.Method != http.MethodGet {
-			notAllowed(w, r, http.MethodGet)
+			wire.NotAllowed(w, r, http.MethodGet)
 			return
 		}
 		member := m[1]
-		s.withUser(w, r, func(u User) { s.listSharedImages(w, r, u, member) })
+		s.withUser(w, r, func(u astakos.User) { s.listSharedImages(w, r, u, member) })
 	default:
-		endpointNotFound(w, r)
+		wire.EndpointNotFound(w, r)
 	}
 }
 
@@ -167,7 +172,7 @@ func matchInto(re *regexp.Regexp, p string, m *[]string) bool {
 
 // withUser runs fn for an authenticated request; authenticate answers 401
 // itself otherwise.
-func (s *Server) withUser(w http.ResponseWriter, r *http.Request, fn func(User)) {
+func (s *Handler) withUser(w http.ResponseWriter, r *http.Request, fn func(astakos.User)) {
 	if u, ok := s.users.Authenticate(w, r); ok {
 		fn(u)
 	}
@@ -183,22 +188,22 @@ func djangoNotAllowed(w http.ResponseWriter, allow ...string) {
 	w.WriteHeader(http.StatusMethodNotAllowed)
 }
 
-func (s *Server) planktonVersions(w http.ResponseWriter, r *http.Request) {
+func (s *Handler) planktonVersions(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		notAllowed(w, r, http.MethodGet)
+		wire.NotAllowed(w, r, http.MethodGet)
 		return
 	}
-	root := baseURL(r) + "/image"
-	mediaTypes := []any{ordered{{"base", "application/json"}, {"type", "application/vnd.openstack.compute.v2+json"}}}
-	version := func(id string) ordered {
-		return ordered{
+	root := wire.BaseURL(r) + "/image"
+	mediaTypes := []any{wire.Ordered{{"base", "application/json"}, {"type", "application/vnd.openstack.compute.v2+json"}}}
+	version := func(id string) wire.Ordered {
+		return wire.Ordered{
 			{"id", id},
 			{"status", "CURRENT"},
-			{"links", []any{ordered{{"rel", "self"}, {"href", root + "/" + id + "/"}}}},
+			{"links", []any{wire.Ordered{{"rel", "self"}, {"href", root + "/" + id + "/"}}}},
 			{"media_types", mediaTypes},
 		}
 	}
-	writeJSON(w, http.StatusOK, ordered{{"versions", []any{version("v1.0"), version("v1")}}})
+	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{"versions", []any{version("v1.0"), version("v1")}}})
 }
 
 // planktonNormalize is headers_to_image_params' normalize: lowercase, with every
@@ -245,8 +250,8 @@ func headersToImageParams(h http.Header) (imageParams, error) {
 		}
 		val := strings.Join(h[name], ",")
 		if strings.HasPrefix(key, metaPropertyPrefix) {
-			pk := unquote(key[len(metaPropertyPrefix):])
-			pv := unquote(val)
+			pk := wire.Unquote(key[len(metaPropertyPrefix):])
+			pv := wire.Unquote(val)
 			if !utf8.ValidString(pk) || !utf8.ValidString(pv) {
 				return nil, errNotUTF8
 			}
@@ -263,7 +268,7 @@ func headersToImageParams(h http.Header) (imageParams, error) {
 		}
 		switch k {
 		case "name":
-			v := unquote(val)
+			v := wire.Unquote(val)
 			if !utf8.ValidString(v) {
 				return nil, errNotUTF8
 			}
@@ -329,7 +334,7 @@ func splitImageURL(url string) (account, container, path string, err error) {
 	}
 	parts := t[2:5]
 	for i, p := range parts {
-		parts[i] = unquote(p)
+		parts[i] = wire.Unquote(p)
 		if !utf8.ValidString(parts[i]) {
 			return "", "", "", errLocationUTF8
 		}
@@ -339,7 +344,7 @@ func splitImageURL(url string) (account, container, path string, err error) {
 
 // createImageURL is backend.create_url.
 func createImageURL(account, container, name string) string {
-	return "pithos://" + quote(account, "/") + "/" + quote(container, "/") + "/" + quote(name, "/")
+	return "pithos://" + wire.Quote(account, "/") + "/" + wire.Quote(container, "/") + "/" + wire.Quote(name, "/")
 }
 
 // planktonUUID is Python's uuid.UUID(s) as the Pithos backend applies it to
@@ -354,7 +359,7 @@ func planktonUUID(s string) (string, bool) {
 		h = "00" + h[2:]
 	}
 	for i := 0; i < len(h); i++ {
-		if !isHex(h[i]) {
+		if !wire.IsHex(h[i]) {
 			return "", false
 		}
 	}
@@ -382,7 +387,7 @@ func objectStatus(available int) string {
 
 // imageToDict is backend.image_to_dict: the image as a dict of Python-typed
 // values (string, int64, bool, map[string]string, []string).
-func imageToDict(o *ObjectInfo) map[string]any {
+func imageToDict(o *store.ObjectInfo) map[string]any {
 	read := o.Permissions.Read
 	var users []string
 	public := false
@@ -411,7 +416,7 @@ func imageToDict(o *ObjectInfo) map[string]any {
 		"updated_at": ts,
 		"deleted_at": "",
 	}
-	meta := o.Meta[DomainPlankton]
+	meta := o.Meta[store.DomainPlankton]
 	keys := make([]string, 0, len(meta))
 	for k := range meta {
 		keys = append(keys, k)
@@ -446,7 +451,7 @@ func pyStrValue(v any) string {
 	case int64:
 		return strconv.FormatInt(x, 10)
 	case bool:
-		return pyBoolStr(x)
+		return wire.PyBool(x)
 	case nil:
 		return ""
 	}
@@ -477,8 +482,8 @@ func writeImageResponse(w http.ResponseWriter, img map[string]any) {
 		if key == "properties" {
 			props, _ := img["properties"].(map[string]string)
 			for pk, pv := range props {
-				hk := quote("x-image-meta-property-"+strings.ReplaceAll(pk, "_", "-"), "/")
-				h[hk] = []string{quote(pv, "/")}
+				hk := wire.Quote("x-image-meta-property-"+strings.ReplaceAll(pk, "_", "-"), "/")
+				h[hk] = []string{wire.Quote(pv, "/")}
 			}
 			continue
 		}
@@ -487,41 +492,41 @@ func writeImageResponse(w http.ResponseWriter, img map[string]any) {
 		case "status":
 			val = apiStatus(val)
 		case "name", "description":
-			val = quote(val, "/")
+			val = wire.Quote(val, "/")
 		}
 		h["x-image-meta-"+strings.ReplaceAll(key, "_", "-")] = []string{val}
 	}
-	writeEmpty(w, http.StatusOK)
+	wire.WriteEmpty(w, http.StatusOK)
 }
 
 // backendFault maps a storage error the way handle_pithos_backend does:
 // NotAllowedError → 403, NameError → 404 (both without a message),
 // LimitExceeded → 400 with its message, QuotaError → 413.
 func backendFault(w http.ResponseWriter, r *http.Request, err error) {
-	var limit *ErrLimitExceeded
-	var quota *ErrQuota
+	var limit *store.ErrLimitExceeded
+	var quota *store.ErrQuota
 	switch {
-	case isForbidden(err):
-		writeFault(w, r, http.StatusForbidden, faultForbidden, "", "")
-	case isNotFound(err):
-		writeFault(w, r, http.StatusNotFound, faultNotFound, "", "")
+	case store.IsForbidden(err):
+		wire.WriteFault(w, r, http.StatusForbidden, wire.FaultForbidden, "", "")
+	case store.IsNotFound(err):
+		wire.WriteFault(w, r, http.StatusNotFound, wire.FaultNotFound, "", "")
 	case errors.As(err, &limit):
-		writeFault(w, r, http.StatusBadRequest, faultBadRequest, limit.Msg, "")
+		wire.WriteFault(w, r, http.StatusBadRequest, wire.FaultBadRequest, limit.Msg, "")
 	case errors.As(err, &quota):
-		writeFault(w, r, http.StatusRequestEntityTooLarge, faultOverLimit, "", "")
+		wire.WriteFault(w, r, http.StatusRequestEntityTooLarge, wire.FaultOverLimit, "", "")
 	default:
-		writeFault(w, r, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		wire.WriteFault(w, r, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 	}
 }
 
 func plBadRequest(w http.ResponseWriter, r *http.Request, msg string) {
-	writeFault(w, r, http.StatusBadRequest, faultBadRequest, msg, "")
+	wire.WriteFault(w, r, http.StatusBadRequest, wire.FaultBadRequest, msg, "")
 }
 
 // imageObject is PlanktonBackend.get_pithos_object with check_image: the
 // object behind an image id, readable by u, that has a plankton:name. It
 // answers the request itself when it fails.
-func (s *Server) imageObject(w http.ResponseWriter, r *http.Request, u User, id string) (*ObjectInfo, bool) {
+func (s *Handler) imageObject(w http.ResponseWriter, r *http.Request, u astakos.User, id string) (*store.ObjectInfo, bool) {
 	uuid, ok := planktonUUID(id)
 	if !ok {
 		plBadRequest(w, r, "")
@@ -532,8 +537,8 @@ func (s *Server) imageObject(w http.ResponseWriter, r *http.Request, u User, id 
 		backendFault(w, r, err)
 		return nil, false
 	}
-	if _, ok := info.Meta[DomainPlankton][planktonPrefix+"name"]; !ok {
-		writeFault(w, r, http.StatusNotFound, faultNotFound, fmt.Sprintf("Object '%s' does not exist.", id), "")
+	if _, ok := info.Meta[store.DomainPlankton][planktonPrefix+"name"]; !ok {
+		wire.WriteFault(w, r, http.StatusNotFound, wire.FaultNotFound, fmt.Sprintf("Object '%s' does not exist.", id), "")
 		return nil, false
 	}
 	return info, true

@@ -1,4 +1,4 @@
-package sandbox
+package store
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package sandbox
+package pithos
 
 import (
 	"bytes"
@@ -10,10 +10,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
+
 	"github.com/imagesync/imagesync/internal/hashmap"
 )
 
-func (s *Server) pithosObject(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
+func (s *Handler) pithosObject(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
 	switch r.Method {
 	case http.MethodHead:
 		s.objectHead(w, r, acct, cont, name)
@@ -30,18 +34,18 @@ func (s *Server) pithosObject(w http.ResponseWriter, r *http.Request, acct, cont
 	case http.MethodDelete:
 		s.objectDelete(w, r, acct, cont, name)
 	default:
-		notAllowed(w, r, "HEAD", "GET", "PUT", "COPY", "MOVE", "POST", "DELETE")
+		wire.NotAllowed(w, r, "HEAD", "GET", "PUT", "COPY", "MOVE", "POST", "DELETE")
 	}
 }
 
-func (s *Server) objectBegin(w http.ResponseWriter, r *http.Request, ser, acct, cont, name string) (User, bool) {
+func (s *Handler) objectBegin(w http.ResponseWriter, r *http.Request, ser, acct, cont, name string) (astakos.User, bool) {
 	u, ok := s.pithosBegin(w, r, ser, cont, name)
 	if !ok {
-		return User{}, false
+		return astakos.User{}, false
 	}
 	if !validNames(acct, cont, name) {
-		pfault(w, r, ser, http.StatusBadRequest, faultBadRequest, "Bad character in path.", "")
-		return User{}, false
+		pfault(w, r, ser, http.StatusBadRequest, wire.FaultBadRequest, "Bad character in path.", "")
+		return astakos.User{}, false
 	}
 	return u, true
 }
@@ -51,8 +55,8 @@ type objectHeaders struct {
 	contentType string
 	hasType     bool
 	meta        map[string]string
-	perms       *Permissions // nil: not sent
-	public      *bool        // nil: not sent
+	perms       *store.Permissions // nil: not sent
+	public      *bool              // nil: not sent
 }
 
 func readObjectHeaders(r *http.Request) (*objectHeaders, error) {
@@ -84,13 +88,13 @@ func readObjectHeaders(r *http.Request) (*objectHeaders, error) {
 
 // parseSharing is get_sharing: "read=a,b;write=c", lowercased, "*" wins,
 // users in both lists only kept as writers; "" clears the sharing.
-func parseSharing(r *http.Request) (*Permissions, error) {
+func parseSharing(r *http.Request) (*store.Permissions, error) {
 	v, ok := header(r, "X-Object-Sharing")
 	if !ok {
 		return nil, nil
 	}
 	v = strings.ReplaceAll(strings.ReplaceAll(v, "~", ""), " ", "")
-	p := &Permissions{}
+	p := &store.Permissions{}
 	if v == "" {
 		return p, nil
 	}
@@ -144,7 +148,7 @@ func parseSharing(r *http.Request) (*Permissions, error) {
 }
 
 // validSharingMembers mirrors the 256-character column the members go into.
-func validSharingMembers(p *Permissions) bool {
+func validSharingMembers(p *store.Permissions) bool {
 	for _, m := range append(append([]string(nil), p.Read...), p.Write...) {
 		if len(m) > 256 {
 			return false
@@ -186,8 +190,8 @@ func splitContainerObject(s string) (string, string, bool) {
 
 // putObjectHeaders is put_object_headers (plus update_sharing_meta and
 // update_public_meta for the latest version).
-func putObjectHeaders(h http.Header, r *http.Request, ov *objectView, user string, size int64, restricted, disposition bool) {
-	v := ov.v
+func putObjectHeaders(h http.Header, r *http.Request, ov *store.ObjectView, user string, size int64, restricted, disposition bool) {
+	v := ov.Version
 	h["ETag"] = []string{v.Hash}
 	h["Content-Length"] = []string{strconv.FormatInt(size, 10)}
 	typ := v.Type
@@ -195,9 +199,9 @@ func putObjectHeaders(h http.Header, r *http.Request, ov *objectView, user strin
 		typ = "application/octet-stream"
 	}
 	setHeader(h, "Content-Type", typ)
-	h["Last-Modified"] = []string{httpDate(ov.modified)}
+	h["Last-Modified"] = []string{httpDate(ov.Modified)}
 	h["Available"] = []string{strconv.Itoa(v.Available)}
-	meta := v.Meta[DomainPithos]
+	meta := v.Meta[store.DomainPithos]
 	if !restricted {
 		setHeader(h, "X-Object-Hash", v.Hash)
 		setHeader(h, "X-Object-UUID", v.UUID)
@@ -214,19 +218,19 @@ func putObjectHeaders(h http.Header, r *http.Request, ov *objectView, user strin
 				setHeader(h, k, val)
 			}
 		}
-		if ov.perms != nil {
-			if sh := sharingValue(ov.perms); sh != "" {
+		if ov.Perms != nil {
+			if sh := sharingValue(ov.Perms); sh != "" {
 				setHeader(h, "X-Object-Sharing", sh)
-				if ov.permsPath != ov.acct+"/"+ov.cont+"/"+ov.name {
-					setHeader(h, "X-Object-Shared-By", ov.permsPath)
+				if ov.PermsPath != ov.Account+"/"+ov.Container+"/"+ov.Name {
+					setHeader(h, "X-Object-Shared-By", ov.PermsPath)
 				}
-				if user != ov.acct {
-					setHeader(h, "X-Object-Allowed-To", ov.allowed)
+				if user != ov.Account {
+					setHeader(h, "X-Object-Allowed-To", ov.AllowedTo)
 				}
 			}
 		}
-		if user == ov.acct && ov.publicToken != "" {
-			setHeader(h, "X-Object-Public", baseURL(r)+publicPath(ov.publicToken))
+		if user == ov.Account && ov.PublicToken != "" {
+			setHeader(h, "X-Object-Public", wire.BaseURL(r)+store.PublicPath(ov.PublicToken))
 		}
 	} else {
 		for _, k := range []string{"Content-Encoding", "Content-Disposition"} {
@@ -244,32 +248,32 @@ func putObjectHeaders(h http.Header, r *http.Request, ov *objectView, user strin
 		if !valid {
 			dtype = "inline"
 		}
-		setHeader(h, "Content-Disposition", fmt.Sprintf(`%s; filename="%s"`, dtype, ov.name))
+		setHeader(h, "Content-Disposition", fmt.Sprintf(`%s; filename="%s"`, dtype, ov.Name))
 	}
 }
 
-func segmentsSize(segs []segment) int64 {
+func segmentsSize(segs []store.Segment) int64 {
 	var n int64
 	for _, s := range segs {
-		n += s.size
+		n += s.Size
 	}
 	return n
 }
 
 // objectPreconditions evaluates the modification and matching headers of a
 // read; it reports whether it has answered.
-func objectPreconditions(w http.ResponseWriter, r *http.Request, ser string, ov *objectView) bool {
-	if code, msg := checkModified(r, ov.modified); code != 0 {
+func objectPreconditions(w http.ResponseWriter, r *http.Request, ser string, ov *store.ObjectView) bool {
+	if code, msg := checkModified(r, ov.Modified); code != 0 {
 		pfault(w, r, ser, code, preconditionFault(code), msg, "")
 		return true
 	}
-	switch code, msg := checkMatching(r, ov.v.Hash, true); code {
+	switch code, msg := checkMatching(r, ov.Version.Hash, true); code {
 	case http.StatusNotModified:
-		w.Header()["ETag"] = []string{ov.v.Hash}
-		respond(w, r, http.StatusNotModified, ctJSON, nil)
+		w.Header()["ETag"] = []string{ov.Version.Hash}
+		respond(w, r, http.StatusNotModified, wire.JSONType, nil)
 		return true
 	case http.StatusPreconditionFailed:
-		pfault(w, r, ser, code, faultPreconditionFailed, msg, "")
+		pfault(w, r, ser, code, wire.FaultPreconditionFailed, msg, "")
 		return true
 	}
 	return false
@@ -282,12 +286,12 @@ func versionParam(r *http.Request) (string, bool, error) {
 		return "", false, nil
 	}
 	if vals[0] == "" {
-		return "", true, &ErrNotFound{Msg: "Version does not exist"}
+		return "", true, &store.ErrNotFound{Msg: "Version does not exist"}
 	}
 	return vals[0], true, nil
 }
 
-func (s *Server) objectHead(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
+func (s *Handler) objectHead(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
 	ser := "json"
 	u, ok := s.objectBegin(w, r, ser, acct, cont, name)
 	if !ok {
@@ -298,7 +302,7 @@ func (s *Server) objectHead(w http.ResponseWriter, r *http.Request, acct, cont, 
 		s.fail(w, r, ser, err)
 		return
 	}
-	ov, err := s.store.getObject(u.UUID, acct, cont, name, version, true)
+	ov, err := s.store.GetObject(u.UUID, acct, cont, name, version, true)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -307,12 +311,12 @@ func (s *Server) objectHead(w http.ResponseWriter, r *http.Request, acct, cont, 
 		return
 	}
 	h := w.Header()
-	setCommonHeaders(h)
-	putObjectHeaders(h, r, ov, u.UUID, segmentsSize(ov.segments), false, false)
+	wire.SetCommonHeaders(h)
+	putObjectHeaders(h, r, ov, u.UUID, segmentsSize(ov.Segments), false, false)
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) objectGet(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
+func (s *Handler) objectGet(w http.ResponseWriter, r *http.Request, acct, cont, name string) {
 	ser := serialization(r, true, serDefault)
 	u, ok := s.objectBegin(w, r, ser, acct, cont, name)
 	if !ok {
@@ -327,7 +331,7 @@ func (s *Server) objectGet(w http.ResponseWriter, r *http.Request, acct, cont, n
 		s.fail(w, r, ser, err)
 		return
 	}
-	ov, err := s.store.getObject(u.UUID, acct, cont, name, version, true)
+	ov, err := s.store.GetObject(u.UUID, acct, cont, name, version, true)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -343,8 +347,8 @@ func (s *Server) objectGet(w http.ResponseWriter, r *http.Request, acct, cont, n
 }
 
 // objectVersions is GET ?version=list.
-func (s *Server) objectVersions(w http.ResponseWriter, r *http.Request, ser string, u User, acct, cont, name string) {
-	vs, err := s.store.listVersions(u.UUID, acct, cont, name)
+func (s *Handler) objectVersions(w http.ResponseWriter, r *http.Request, ser string, u astakos.User, acct, cont, name string) {
+	vs, err := s.store.ListVersions(u.UUID, acct, cont, name)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -353,47 +357,47 @@ func (s *Server) objectVersions(w http.ResponseWriter, r *http.Request, ser stri
 		var b bytes.Buffer
 		fmt.Fprintf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\n<object name=\"%s\">\n", html.EscapeString(name))
 		for _, v := range vs {
-			fmt.Fprintf(&b, "  <version timestamp=\"%s\">%d</version>\n", fmtTimestamp(v.Mtime), v.Serial)
+			fmt.Fprintf(&b, "  <version timestamp=\"%s\">%d</version>\n", store.FormatTimestamp(v.Mtime), v.Serial)
 		}
 		b.WriteString("</object>\n")
-		respond(w, r, http.StatusOK, ctXML, b.Bytes())
+		respond(w, r, http.StatusOK, wire.XMLType, b.Bytes())
 		return
 	}
 	list := make([]any, 0, len(vs))
 	for _, v := range vs {
-		list = append(list, []any{v.Serial, fmtTimestamp(v.Mtime)})
+		list = append(list, []any{v.Serial, store.FormatTimestamp(v.Mtime)})
 	}
-	respond(w, r, http.StatusOK, ctJSON, pyJSON(map[string]any{"versions": list}))
+	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(map[string]any{"versions": list}))
 }
 
 // objectHashmap is GET ?hashmap: the object's own map, typed as the object.
-func (s *Server) objectHashmap(w http.ResponseWriter, r *http.Request, ser string, u User, ov *objectView) {
-	v := ov.v
+func (s *Handler) objectHashmap(w http.ResponseWriter, r *http.Request, ser string, u astakos.User, ov *store.ObjectView) {
+	v := ov.Version
 	var hashes []string
-	if _, isManifest := v.Meta[DomainPithos]["X-Object-Manifest"]; isManifest {
+	if _, isManifest := v.Meta[store.DomainPithos]["X-Object-Manifest"]; isManifest {
 		var err error
-		if hashes, err = s.store.versionHashes(ov); err != nil {
+		if hashes, err = s.store.VersionHashes(ov); err != nil {
 			s.fail(w, r, ser, err)
 			return
 		}
 	} else {
-		hashes = ov.segments[0].hashes
+		hashes = ov.Segments[0].Hashes
 	}
 	var body []byte
 	if ser == "xml" {
 		var b bytes.Buffer
 		fmt.Fprintf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\n<object name=\"%s\" bytes=\"%d\" block_size=\"%d\" block_hash=\"%s\">\n",
-			html.EscapeString(ov.name), v.Bytes, v.BlockSize, hashmap.Algorithm)
+			html.EscapeString(ov.Name), v.Bytes, v.BlockSize, hashmap.Algorithm)
 		for _, h := range hashes {
 			fmt.Fprintf(&b, "  <hash>%s</hash>\n", h)
 		}
 		b.WriteString("</object>\n")
 		body = b.Bytes()
 	} else {
-		body = pyJSON(map[string]any{"block_size": v.BlockSize, "block_hash": hashmap.Algorithm, "bytes": v.Bytes, "hashes": hashes})
+		body = wire.PyJSON(map[string]any{"block_size": v.BlockSize, "block_hash": hashmap.Algorithm, "bytes": v.Bytes, "hashes": hashes})
 	}
 	h := w.Header()
-	setCommonHeaders(h)
+	wire.SetCommonHeaders(h)
 	putObjectHeaders(h, r, ov, u.UUID, v.Bytes, false, false)
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(http.StatusOK)
@@ -443,8 +447,8 @@ func getRange(r *http.Request, size int64) []byteRange {
 
 // objectData is object_data_response: the whole object, one range (206 with
 // Content-Range) or several (multipart/byteranges).
-func (s *Server) objectData(w http.ResponseWriter, r *http.Request, user string, ov *objectView, restricted bool) {
-	size := segmentsSize(ov.segments)
+func (s *Handler) objectData(w http.ResponseWriter, r *http.Request, user string, ov *store.ObjectView, restricted bool) {
+	size := segmentsSize(ov.Segments)
 	ranges := getRange(r, size)
 	status := http.StatusOK
 	if ranges == nil {
@@ -452,23 +456,23 @@ func (s *Server) objectData(w http.ResponseWriter, r *http.Request, user string,
 	} else {
 		for _, br := range ranges {
 			if br.length <= 0 || br.length > size || br.off < 0 || br.off >= size || br.off+br.length > size {
-				pfault(w, r, "text", http.StatusRequestedRangeNotSatisfiable, faultRangeNotSatisfied, "Requested range exceeds object limits", "")
+				pfault(w, r, "text", http.StatusRequestedRangeNotSatisfiable, wire.FaultRangeNotSatisfied, "Requested range exceeds object limits", "")
 				return
 			}
 		}
 		status = http.StatusPartialContent
 		if ifRange, ok := header(r, "If-Range"); ok && ifRange != "" {
 			if t, ok := parseHTTPDate(ifRange); ok {
-				if t != ov.modified/1e6 {
+				if t != ov.Modified/1e6 {
 					ranges, status = []byteRange{{0, size}}, http.StatusOK
 				}
-			} else if ifRange != ov.v.Checksum {
+			} else if ifRange != ov.Version.Checksum {
 				ranges, status = []byteRange{{0, size}}, http.StatusOK
 			}
 		}
 	}
 	h := w.Header()
-	setCommonHeaders(h)
+	wire.SetCommonHeaders(h)
 	putObjectHeaders(h, r, ov, user, size, restricted, true)
 	boundary := ""
 	if status == http.StatusPartialContent {
@@ -477,7 +481,7 @@ func (s *Server) objectData(w http.ResponseWriter, r *http.Request, user string,
 			h["Content-Length"] = []string{strconv.FormatInt(br.length, 10)}
 			setHeader(h, "Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.off, br.off+br.length-1, size))
 		} else {
-			boundary = strings.ReplaceAll(newUUID(), "-", "")
+			boundary = strings.ReplaceAll(store.NewUUID(), "-", "")
 			delete(h, "Content-Length")
 			setHeader(h, "Content-Type", "multipart/byteranges; boundary="+boundary)
 		}
@@ -487,7 +491,7 @@ func (s *Server) objectData(w http.ResponseWriter, r *http.Request, user string,
 		return
 	}
 	if boundary == "" {
-		_ = s.store.writeData(w, ov.segments, ranges[0].off, ranges[0].length)
+		_ = s.store.WriteData(w, ov.Segments, ranges[0].off, ranges[0].length)
 		return
 	}
 	for i, br := range ranges {
@@ -497,7 +501,7 @@ func (s *Server) objectData(w http.ResponseWriter, r *http.Request, user string,
 		}
 		fmt.Fprintf(w, "%s--%s\r\nContent-Range: bytes %d-%d/%d\r\nContent-Transfer-Encoding: binary\r\n\r\n",
 			lead, boundary, br.off, br.off+br.length-1, size)
-		if err := s.store.writeData(w, ov.segments, br.off, br.length); err != nil {
+		if err := s.store.WriteData(w, ov.Segments, br.off, br.length); err != nil {
 			return
 		}
 	}

@@ -1,8 +1,10 @@
-package sandbox
+package astakos
 
 import (
 	"testing"
 	"time"
+
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,10 +15,10 @@ func TestPyHelpers(t *testing.T) {
 		pythonISOFormat(time.Date(2013, 6, 19, 15, 23, 59, 975572000, time.UTC)))
 	assert.Equal(t, "2012-08-10T00:59:59+00:00", pythonISOFormat(time.Date(2012, 8, 10, 0, 59, 59, 0, time.UTC)))
 	for v, want := range map[string]bool{`null`: false, `""`: false, `"x"`: true, `0`: false, `1.5`: true, `[]`: false, `{}`: false, `{"a":1}`: true, `true`: true} {
-		d, msg := loadsJSON([]byte(v))
+		d, msg := wire.LoadsJSON([]byte(v))
 		require.Empty(t, msg)
 		assert.Equal(t, want, pyTruthy(d), v)
 	}
-	_, msg := loadsJSON([]byte("{\"a\": \"\xff\"}"))
+	_, msg := wire.LoadsJSON([]byte("{\"a\": \"\xff\"}"))
 	assert.Equal(t, "Could not decode request as UTF-8 string", msg)
 }

@@ -1,4 +1,4 @@
-package sandbox
+package wire
 
 import (
 	"bytes"
@@ -12,10 +12,10 @@ import (
 	"unicode/utf8"
 )
 
-// pyJSON renders v the way Python's json.dumps does by default: ", " and ": "
+// PyJSON renders v the way Python's json.dumps does by default: ", " and ": "
 // separators, non-ASCII escaped. Synnefo bodies are produced that way, and a
 // faithful sandbox sends the same bytes.
-func pyJSON(v any) []byte {
+func PyJSON(v any) []byte {
 	var buf bytes.Buffer
 	writePy(&buf, v)
 	return buf.Bytes()
@@ -79,15 +79,15 @@ func writePy(buf *bytes.Buffer, v any) {
 			m[k] = v
 		}
 		writePy(buf, m)
-	case ordered:
+	case Ordered:
 		buf.WriteByte('{')
 		for i, kv := range x {
 			if i > 0 {
 				buf.WriteString(", ")
 			}
-			writePyString(buf, kv.K)
+			writePyString(buf, kv[0].(string))
 			buf.WriteString(": ")
-			writePy(buf, kv.V)
+			writePy(buf, kv[1])
 		}
 		buf.WriteByte('}')
 	default:
@@ -96,13 +96,12 @@ func writePy(buf *bytes.Buffer, v any) {
 	}
 }
 
-// ordered is a JSON object whose key order is kept.
-type ordered []kv
+// Ordered is a JSON object whose key order is kept: a list of
+// {key, value} pairs.
+type Ordered []KV
 
-type kv struct {
-	K string
-	V any
-}
+// KV is one key (a string) and its value.
+type KV = [2]any
 
 func writePyString(buf *bytes.Buffer, s string) {
 	buf.WriteByte('"')
@@ -137,35 +136,35 @@ func hex4(r rune) string {
 	return strings.Repeat("0", 4-len(s)) + s
 }
 
-// setCommonHeaders adds what Synnefo's api_method adds to every response.
-func setCommonHeaders(h http.Header) {
+// SetCommonHeaders adds what Synnefo's api_method adds to every response.
+func SetCommonHeaders(h http.Header) {
 	h.Set("Vary", "X-Auth-Token")
 	h.Set("Cache-Control", "no-cache, no-store, must-revalidate, max-age=0")
 	h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
 }
 
 const (
-	ctJSON = "application/json; charset=UTF-8"
-	ctText = "text/plain; charset=UTF-8"
-	ctXML  = "application/xml; charset=UTF-8"
+	JSONType = "application/json; charset=UTF-8"
+	TextType = "text/plain; charset=UTF-8"
+	XMLType  = "application/xml; charset=UTF-8"
 )
 
-// writeJSON sends a success body rendered like Python's json.dumps.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body := pyJSON(v)
-	setCommonHeaders(w.Header())
-	w.Header().Set("Content-Type", ctJSON)
+// WriteJSON sends a success body rendered like Python's json.dumps.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body := PyJSON(v)
+	SetCommonHeaders(w.Header())
+	w.Header().Set("Content-Type", JSONType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
-// writeEmpty sends a body-less answer with a JSON content type, as Synnefo
+// WriteEmpty sends a body-less answer with a JSON content type, as Synnefo
 // does for 201/202/204 replies.
-func writeEmpty(w http.ResponseWriter, status int) {
-	setCommonHeaders(w.Header())
+func WriteEmpty(w http.ResponseWriter, status int) {
+	SetCommonHeaders(w.Header())
 	if w.Header().Get("Content-Type") == "" {
-		w.Header().Set("Content-Type", ctJSON)
+		w.Header().Set("Content-Type", JSONType)
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(status)
@@ -173,30 +172,30 @@ func writeEmpty(w http.ResponseWriter, status int) {
 
 // Fault names as Synnefo renders them (class name, first letter lowercased).
 const (
-	faultBadRequest         = "badRequest"
-	faultUnauthorized       = "unauthorized"
-	faultForbidden          = "forbidden"
-	faultNotFound           = "itemNotFound"
-	faultNotAllowed         = "notAllowed"
-	faultConflict           = "conflict"
-	faultLengthRequired     = "lengthRequired"
-	faultPreconditionFailed = "preconditionFailed"
-	faultTooLarge           = "requestEntityTooLarge"
-	faultOverLimit          = "overLimit"
-	faultRangeNotSatisfied  = "rangeNotSatisfiable"
-	faultUnprocessable      = "unprocessableEntity"
-	faultInternal           = "internalServerError"
-	faultNotImplemented     = "notImplemented"
-	faultUnavailable        = "serviceUnavailable"
-	faultGeneric            = "fault" // errors relayed from Astakos (401 token, 413 commission)
+	FaultBadRequest         = "badRequest"
+	FaultUnauthorized       = "unauthorized"
+	FaultForbidden          = "forbidden"
+	FaultNotFound           = "itemNotFound"
+	FaultNotAllowed         = "notAllowed"
+	FaultConflict           = "conflict"
+	FaultLengthRequired     = "lengthRequired"
+	FaultPreconditionFailed = "preconditionFailed"
+	FaultTooLarge           = "requestEntityTooLarge"
+	FaultOverLimit          = "overLimit"
+	FaultRangeNotSatisfied  = "rangeNotSatisfiable"
+	FaultUnprocessable      = "unprocessableEntity"
+	FaultInternal           = "internalServerError"
+	FaultNotImplemented     = "notImplemented"
+	FaultUnavailable        = "serviceUnavailable"
+	FaultGeneric            = "fault" // errors relayed from Astakos (401 token, 413 commission)
 )
 
-// writeFault sends {"<name>": {"code": N, "message": M, "details": D}} with
+// WriteFault sends {"<name>": {"code": N, "message": M, "details": D}} with
 // status N. HEAD answers carry no body.
-func writeFault(w http.ResponseWriter, r *http.Request, code int, name, message, details string) {
-	body := pyJSON(ordered{{name, ordered{{"code", code}, {"message", message}, {"details", details}}}})
-	setCommonHeaders(w.Header())
-	w.Header().Set("Content-Type", ctJSON)
+func WriteFault(w http.ResponseWriter, r *http.Request, code int, name, message, details string) {
+	body := PyJSON(Ordered{{name, Ordered{{"code", code}, {"message", message}, {"details", details}}}})
+	SetCommonHeaders(w.Header())
+	w.Header().Set("Content-Type", JSONType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
@@ -204,20 +203,20 @@ func writeFault(w http.ResponseWriter, r *http.Request, code int, name, message,
 	}
 }
 
-// notAllowed answers 405 with an Allow header.
-func notAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
+// NotAllowed answers 405 with an Allow header.
+func NotAllowed(w http.ResponseWriter, r *http.Request, allow ...string) {
 	w.Header().Set("Allow", strings.Join(allow, ","))
-	writeFault(w, r, http.StatusMethodNotAllowed, faultNotAllowed, "Method not allowed", "")
+	WriteFault(w, r, http.StatusMethodNotAllowed, FaultNotAllowed, "Method not allowed", "")
 }
 
-// endpointNotFound is Synnefo's answer to an unknown path under a service.
-func endpointNotFound(w http.ResponseWriter, r *http.Request) {
-	writeFault(w, r, http.StatusBadRequest, faultBadRequest, "API endpoint not found", "")
+// EndpointNotFound is Synnefo's answer to an unknown path under a service.
+func EndpointNotFound(w http.ResponseWriter, r *http.Request) {
+	WriteFault(w, r, http.StatusBadRequest, FaultBadRequest, "API endpoint not found", "")
 }
 
-// baseURL is the scheme and host clients used to reach us; catalog entries
+// BaseURL is the scheme and host clients used to reach us; catalog entries
 // and public URLs are built from it.
-func baseURL(r *http.Request) string {
+func BaseURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -225,23 +224,24 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-func pyBoolStr(b bool) string {
+// PyBool is Python's str() of a bool.
+func PyBool(b bool) string {
 	if b {
 		return "True"
 	}
 	return "False"
 }
 
-// unquote is Python 2's urllib.unquote, which Pithos applies to request
+// Unquote is Python 2's urllib.unquote, which Pithos applies to request
 // headers and Plankton to image metadata: valid %XX escapes are decoded,
 // anything else (a malformed escape, '+') is kept as it is.
-func unquote(s string) string {
+func Unquote(s string) string {
 	if !strings.Contains(s, "%") {
 		return s
 	}
 	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+		if s[i] == '%' && i+2 < len(s) && IsHex(s[i+1]) && IsHex(s[i+2]) {
 			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
 			i += 2
 			continue
@@ -251,7 +251,8 @@ func unquote(s string) string {
 	return string(b)
 }
 
-func isHex(c byte) bool {
+// IsHex reports whether c is a hexadecimal digit.
+func IsHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
@@ -266,9 +267,9 @@ func unhex(c byte) byte {
 	}
 }
 
-// quote is Python 2's urllib.quote(s, safe): letters, digits, "_.-" and the
+// Quote is Python 2's urllib.quote(s, safe): letters, digits, "_.-" and the
 // safe characters stay, every other byte becomes %XX (upper case).
-func quote(s, safe string) string {
+func Quote(s, safe string) string {
 	const hexDigits = "0123456789ABCDEF"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -285,10 +286,10 @@ func quote(s, safe string) string {
 	return b.String()
 }
 
-// loadsJSON parses a request body the way json.loads does for these views:
+// LoadsJSON parses a request body the way json.loads does for these views:
 // syntax errors first, then (for syntactically valid documents) bytes that
 // are not UTF-8.
-func loadsJSON(body []byte) (any, string) {
+func LoadsJSON(body []byte) (any, string) {
 	if !json.Valid(body) {
 		return nil, "Could not decode request body as JSON"
 	}
@@ -304,8 +305,8 @@ func loadsJSON(body []byte) (any, string) {
 	return v, ""
 }
 
-// getJSONBody is snf_django's get_json_body: Content-Type checks, then JSON.
-func getJSONBody(r *http.Request) (any, string) {
+// GetJSONBody is snf_django's get_json_body: Content-Type checks, then JSON.
+func GetJSONBody(r *http.Request) (any, string) {
 	cts, ok := r.Header["Content-Type"]
 	if !ok || len(cts) == 0 {
 		return nil, "Missing Content-Type header field"
@@ -313,13 +314,13 @@ func getJSONBody(r *http.Request) (any, string) {
 	if ct := cts[0]; !strings.HasPrefix(ct, "application/json") {
 		return nil, fmt.Sprintf("Unsupported Content-type: '%s'", ct)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIJSONBody))
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxJSONBody))
 	if err != nil {
 		return nil, "Could not decode request body as JSON"
 	}
-	return loadsJSON(body)
+	return LoadsJSON(body)
 }
 
-// maxAPIJSONBody bounds the JSON request bodies read into memory (tokens,
+// MaxJSONBody bounds the JSON request bodies read into memory (tokens,
 // user_catalogs, image members); real requests are a few hundred bytes.
-const maxAPIJSONBody = 4 << 20
+const MaxJSONBody = 4 << 20

@@ -1,28 +1,32 @@
-package sandbox
+package plankton
 
 import (
 	"net/http"
+
+	"github.com/imagesync/imagesync/internal/sandbox/astakos"
+	"github.com/imagesync/imagesync/internal/sandbox/store"
+	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
 
 // Image members are the object's read share, without "*" (views.py
 // list_image_members & co., backend.py add_user/remove_user/replace_users).
 
 // listMembers is GET /images/<id>/members.
-func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, u User, id string) {
+func (s *Handler) listMembers(w http.ResponseWriter, r *http.Request, u astakos.User, id string) {
 	info, ok := s.imageObject(w, r, u, id)
 	if !ok {
 		return
 	}
 	members := []any{}
 	for _, m := range withoutStar(info.Permissions.Read) {
-		members = append(members, ordered{{"member_id", m}, {"can_share", false}})
+		members = append(members, wire.Ordered{{"member_id", m}, {"can_share", false}})
 	}
-	writeJSON(w, http.StatusOK, ordered{{"members", members}})
+	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{"members", members}})
 }
 
 // replaceMembers is PUT /images/<id>/members with {"memberships": [{"member_id": …}]}.
-func (s *Server) replaceMembers(w http.ResponseWriter, r *http.Request, u User, id string) {
-	data, msg := getJSONBody(r)
+func (s *Handler) replaceMembers(w http.ResponseWriter, r *http.Request, u astakos.User, id string) {
+	data, msg := wire.GetJSONBody(r)
 	if msg != "" {
 		plBadRequest(w, r, msg)
 		return
@@ -30,7 +34,7 @@ func (s *Server) replaceMembers(w http.ResponseWriter, r *http.Request, u User, 
 	obj, ok := data.(map[string]any)
 	if !ok {
 		// data.get on a non-dict raises AttributeError.
-		writeFault(w, r, http.StatusInternalServerError, faultInternal, "Unexpected error", "")
+		wire.WriteFault(w, r, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
 		return
 	}
 	raw := obj["memberships"]
@@ -78,18 +82,18 @@ func (s *Server) replaceMembers(w http.ResponseWriter, r *http.Request, u User, 
 	if containsStr(info.Permissions.Read, "*") && !seen["*"] {
 		read = append(read, "*")
 	}
-	if err := s.store.SetPermissions(u.UUID, info.Account, info.Container, info.Name, Permissions{Read: read, Write: info.Permissions.Write}); err != nil {
+	if err := s.store.SetPermissions(u.UUID, info.Account, info.Container, info.Name, store.Permissions{Read: read, Write: info.Permissions.Write}); err != nil {
 		backendFault(w, r, err)
 		return
 	}
 	s.stats.imageUpdates.Add(1)
-	writeEmpty(w, http.StatusNoContent)
+	wire.WriteEmpty(w, http.StatusNoContent)
 }
 
 // changeMember is PUT (add) and DELETE (remove) /images/<id>/members/<member>.
 // As in the real backend, the sharing is only written when it changes, so
 // adding a present member or removing an absent one succeeds for any reader.
-func (s *Server) changeMember(w http.ResponseWriter, r *http.Request, u User, id, member string, add bool) {
+func (s *Handler) changeMember(w http.ResponseWriter, r *http.Request, u astakos.User, id, member string, add bool) {
 	info, ok := s.imageObject(w, r, u, id)
 	if !ok {
 		return
@@ -108,11 +112,11 @@ func (s *Server) changeMember(w http.ResponseWriter, r *http.Request, u User, id
 				}
 			}
 		}
-		if err := s.store.SetPermissions(u.UUID, info.Account, info.Container, info.Name, Permissions{Read: next, Write: info.Permissions.Write}); err != nil {
+		if err := s.store.SetPermissions(u.UUID, info.Account, info.Container, info.Name, store.Permissions{Read: next, Write: info.Permissions.Write}); err != nil {
 			backendFault(w, r, err)
 			return
 		}
 	}
 	s.stats.imageUpdates.Add(1)
-	writeEmpty(w, http.StatusNoContent)
+	wire.WriteEmpty(w, http.StatusNoContent)
 }
