@@ -4,12 +4,9 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,6 +37,9 @@ type Config struct {
 	Source string `yaml:"-"`
 	// Warnings are non-fatal findings (e.g. a world-readable file holding a token).
 	Warnings []string `yaml:"-"`
+
+	fromEnv map[string]string // key path -> the SYNCD_* variable that set it
+	lines   map[string]int    // key path -> its line in Source
 }
 
 // Cloud is where the Synnefo deployment is and how to authenticate.
@@ -108,15 +108,16 @@ type Log struct {
 // Duration is a time.Duration written as "5s", "1m".
 type Duration time.Duration
 
-// UnmarshalYAML accepts Go duration strings.
+// UnmarshalYAML accepts Go duration strings. Its messages name no line or
+// key: the caller adds them.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration such as 5s or 1m", n.Line)
+		return errors.New("want a duration such as 5s or 1m")
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use e.g. 5s, 1m30s)", n.Line, s)
+		return fmt.Errorf("%q is not a duration (use e.g. 5s, 1m30s)", s)
 	}
 	*d = Duration(v)
 	return nil
@@ -147,76 +148,105 @@ func Default() *Config {
 	}
 }
 
+// LoadOptions say how to load a configuration.
+type LoadOptions struct {
+	// AllowMissing accepts a missing file (the defaults are used).
+	AllowMissing bool
+	// Getenv reads the SYNCD_* overrides; nil means os.Getenv.
+	Getenv func(string) string
+	// Use selects what is required (see Use).
+	Use Use
+}
+
 // Load reads path (which may be missing only when allowMissing), applies the
-// environment and validates. getenv is os.Getenv in production.
+// environment and checks every key that is set (ForCtl).
 func Load(path string, allowMissing bool, getenv func(string) string) (*Config, error) {
+	return LoadWith(path, LoadOptions{AllowMissing: allowMissing, Getenv: getenv})
+}
+
+// LoadWith reads path over the defaults, applies the environment and
+// validates for o.Use. Every problem, from the YAML (unknown keys, values of
+// the wrong kind) to the checks of validate.go, comes back in one
+// *ValidationError, each by key path.
+func LoadWith(path string, o LoadOptions) (*Config, error) {
 	cfg := Default()
+	p := &problems{}
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if err := cfg.parse(data); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
-		}
 		cfg.Source = path
+		decodeYAML(data, cfg, p)
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 && cfg.Cloud.Token != "" {
 			cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("config %s holds a token and is world-readable: chmod 600 it, or use cloud.token_file / SYNCD_TOKEN", path))
 		}
-	case errors.Is(err, os.ErrNotExist) && allowMissing:
+	case errors.Is(err, os.ErrNotExist) && o.AllowMissing:
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("config %s does not exist (copy configs/syncd.example.yaml there, or pass another --config FILE)", path)
 	default:
-		return nil, fmt.Errorf("config: %w (pass --config, or copy configs/syncd.example.yaml to %s)", err, path)
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	if err := cfg.ApplyEnv(getenv); err != nil {
-		return nil, err
+	if len(p.list) > 0 && p.list[0].Key == "" {
+		// Broken YAML: the checks would only repeat the defaults.
+		return nil, p.err(path)
 	}
-	if err := cfg.Validate(); err != nil {
+	cfg.ApplyEnv(o.Getenv)
+	p.env, p.lines = cfg.fromEnv, cfg.lines
+	for i := range p.list {
+		p.list[i].Env = cfg.fromEnv[p.list[i].Key]
+	}
+	cfg.check(p, o.Use)
+	if err := p.err(cfg.Source); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-// Parse reads YAML over the defaults without env or validation (tests, tools).
+// Parse reads YAML over the defaults without env or validation (tests,
+// tools); it fails only on YAML that does not fit the configuration.
 func Parse(data []byte) (*Config, error) {
 	cfg := Default()
-	if err := cfg.parse(data); err != nil {
+	p := &problems{}
+	decodeYAML(data, cfg, p)
+	if err := p.err(""); err != nil {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-func (c *Config) parse(data []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("invalid YAML: %w", err)
-	}
-	return nil
 }
 
 // ApplyEnv applies the SYNCD_* overrides; SYNCD_TOKEN and SYNCD_REDIS_ADDR are
 // the contract, the rest are conveniences.
-func (c *Config) ApplyEnv(getenv func(string) string) error {
+// The key paths they set are remembered, so that a bad value is blamed on
+// its variable.
+func (c *Config) ApplyEnv(getenv func(string) string) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	set := func(dst *string, key string) {
-		if v := getenv(key); v != "" {
+	if c.fromEnv == nil {
+		c.fromEnv = map[string]string{}
+	}
+	set := func(dst *string, key, env string) {
+		if v := getenv(env); v != "" {
 			*dst = v
+			c.fromEnv[key] = env
 		}
 	}
-	set(&c.Node, "SYNCD_NODE")
-	set(&c.Cloud.AuthURL, "SYNCD_AUTH_URL")
-	set(&c.Cloud.TokenFile, "SYNCD_TOKEN_FILE")
-	set(&c.Redis.Addr, "SYNCD_REDIS_ADDR")
-	set(&c.Redis.Password, "SYNCD_REDIS_PASSWORD")
-	set(&c.StateDir, "SYNCD_STATE_DIR")
-	set(&c.HTTP.Listen, "SYNCD_HTTP_LISTEN")
-	set(&c.Log.Level, "SYNCD_LOG_LEVEL")
+	set(&c.Node, "node", "SYNCD_NODE")
+	set(&c.Cloud.AuthURL, "cloud.auth_url", "SYNCD_AUTH_URL")
+	set(&c.Cloud.TokenFile, "cloud.token_file", "SYNCD_TOKEN_FILE")
+	set(&c.Redis.Addr, "redis.addr", "SYNCD_REDIS_ADDR")
+	set(&c.Redis.Password, "redis.password", "SYNCD_REDIS_PASSWORD")
+	set(&c.StateDir, "state_dir", "SYNCD_STATE_DIR")
+	set(&c.HTTP.Listen, "http.listen", "SYNCD_HTTP_LISTEN")
+	set(&c.Log.Level, "log.level", "SYNCD_LOG_LEVEL")
 	if v := getenv("SYNCD_TOKEN"); v != "" {
 		c.Cloud.Token = v
 		c.Cloud.TokenFile = ""
+		c.fromEnv["cloud.token"] = "SYNCD_TOKEN"
 	}
-	return nil
 }
+
+// FromEnv returns the SYNCD_* variable that set a key path, or "".
+func (c *Config) FromEnv(key string) string { return c.fromEnv[key] }
 
 // ResolveSecrets reads token_file and password_file. Kept apart from Load so
 // syncctl, which needs no token, never reads it.
@@ -239,74 +269,6 @@ func (c *Config) ResolveSecrets() error {
 		c.Redis.Password = strings.TrimSpace(string(b))
 	}
 	return nil
-}
-
-// Validate checks everything that can be checked without the network.
-func (c *Config) Validate() error {
-	var errs []string
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Sprintf(format, a...)) }
-	if c.Node == "" || strings.ContainsAny(c.Node, " :{}") {
-		bad("node %q: must be non-empty without spaces, ':' or braces (it names this node's upload queue)", c.Node)
-	}
-	if c.Redis.Addr == "" {
-		bad("redis.addr: set %q or host:port", EmbeddedRedis)
-	}
-	if c.StateDir == "" {
-		bad("state_dir: must be set (hashmap cache and local state live there)")
-	}
-	if c.Settle.D() < 0 || c.Rescan.D() < 0 {
-		bad("settle and rescan must not be negative")
-	}
-	if c.Rescan.D() > 0 && c.Rescan.D() < time.Second {
-		bad("rescan %s: use at least 1s (or 0 to disable periodic rescans)", c.Rescan.D())
-	}
-	if c.Upload.Files < 1 || c.Upload.Files > 64 {
-		bad("upload.files %d: want 1..64", c.Upload.Files)
-	}
-	if c.Upload.Blocks < 1 || c.Upload.Blocks > 256 {
-		bad("upload.blocks %d: want 1..256", c.Upload.Blocks)
-	}
-	switch c.Log.Format {
-	case "json", "console":
-	default:
-		bad("log.format %q: want json or console", c.Log.Format)
-	}
-	seen := map[string]bool{}
-	for i, w := range c.Watch {
-		key := fmt.Sprintf("watch[%d]", i)
-		if w.Dir == "" {
-			bad("%s.dir: required", key)
-		}
-		abs, _ := filepath.Abs(w.Dir)
-		if seen[abs] {
-			bad("%s.dir %s: watched twice", key, w.Dir)
-		}
-		seen[abs] = true
-		if w.Container == "" || strings.Contains(w.Container, "/") {
-			bad("%s.container %q: required, without '/'", key, w.Container)
-		}
-		for _, seg := range strings.Split(strings.Trim(w.Prefix, "/"), "/") {
-			if seg == ".." || seg == "." {
-				bad("%s.prefix %q: no '.' or '..' segments", key, w.Prefix)
-			}
-		}
-		for _, p := range w.Patterns {
-			if _, err := filepath.Match(p, "x"); err != nil {
-				bad("%s.patterns %q: %v", key, p, err)
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return &ValidationError{Problems: errs}
-	}
-	return nil
-}
-
-// ValidationError lists every problem at once.
-type ValidationError struct{ Problems []string }
-
-func (e *ValidationError) Error() string {
-	return "invalid configuration:\n  - " + strings.Join(e.Problems, "\n  - ")
 }
 
 // ImagePatterns returns the image globs of a watch entry.

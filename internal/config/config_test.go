@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,16 +93,33 @@ func TestValidationErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "nodes: x\n", "field nodes not found"},
-		{"bad duration", "settle: fast\n", `"fast" is not a duration`},
-		{"missing container", "watch: [{dir: ./a}]\n", "watch[0].container"},
+		{"unknown key", "nodes: x\n", "nodes: unknown key (did you mean node?) (line 1)"},
+		{"unknown nested key", "cloud:\n  tokn: x\n", "cloud.tokn: unknown key (did you mean cloud.token?) (line 2)"},
+		{"unknown key in a list", "watch:\n  - dir: a\n    container: c\n    publik: true\n", "watch[0].publik: unknown key (did you mean watch[0].public?) (line 4)"},
+		{"key set twice", "settle: 1s\nsettle: 2s\n", "settle: set twice (first on line 1) (line 2)"},
+		{"bad duration", "settle: fast\n", `settle: "fast" is not a duration (use e.g. 5s, 1m30s) (line 1)`},
+		{"duration without unit", "rescan: 5\n", `rescan: "5" is not a duration`},
+		{"not a number", "upload: {files: two}\n", `upload.files: "two" is not a whole number (line 1)`},
+		{"not a bool", "watch: [{dir: a, container: c, public: maybe}]\n", `watch[0].public: "maybe" is not true or false`},
+		{"mapping for a scalar", "node: {a: b}\n", "node: want a string, found a mapping"},
+		{"scalar for a section", "cloud: https://x\n", `cloud: want a mapping of keys (auth_url, token, token_file, timeout`},
+		{"scalar for a list", "watch: ./images\n", `watch: want a list, found "./images"`},
+		{"scalar for defaults", "watch: [{dir: a, container: c, defaults: linux}]\n", `watch[0].defaults: want a mapping of keys, found "linux"`},
+		{"missing container", "watch: [{dir: ./a}]\n", "watch[0].container: required"},
 		{"missing dir", "watch: [{container: c}]\n", "watch[0].dir: required"},
-		{"dup dir", "watch: [{dir: ./a, container: c}, {dir: a, container: d}]\n", "watched twice"},
-		{"bad files", "upload: {files: 0}\n", "upload.files 0"},
-		{"bad prefix", "watch: [{dir: a, container: c, prefix: ../x}]\n", "watch[0].prefix"},
-		{"bad pattern", "watch: [{dir: a, container: c, patterns: ['[']}]\n", "watch[0].patterns"},
-		{"bad log format", "log: {format: xml}\n", "log.format"},
-		{"tiny rescan", "rescan: 10ms\n", "rescan 10ms"},
+		{"dup dir", "watch: [{dir: ./a, container: c}, {dir: a, container: d}]\n", "watch[1].dir: a is watched twice (also watch[0].dir)"},
+		{"bad files", "upload: {files: 0}\n", "upload.files: 0: want 1 to 64 (line 1)"},
+		{"bad prefix", "watch: [{dir: a, container: c, prefix: ../x}]\n", `watch[0].prefix: "../x": no '.' or '..' segments`},
+		{"bad pattern", "watch: [{dir: a, container: c, patterns: ['[']}]\n", `watch[0].patterns[0]: "[" is not a file name pattern`},
+		{"bad log format", "log: {format: xml}\n", `log.format: "xml": want json or console`},
+		{"bad log level", "log:\n  level: verbose\n", `log.level: "verbose": want debug, info, warn or error (line 2)`},
+		{"tiny rescan", "rescan: 10ms\n", "rescan: 10ms: use at least 1s"},
+		{"auth_url not a URL", "cloud: {auth_url: not a url}\n", `cloud.auth_url: "not a url" is not an http(s) URL`},
+		{"auth_url without scheme", "cloud: {auth_url: accounts.example.org/identity/v2.0}\n", "is not an http(s) URL"},
+		{"bad redis addr", "redis: {addr: localhost}\n", `redis.addr: "localhost" is not host:port`},
+		{"bad listen", "http: {listen: ':http'}\n", `http.listen: ":http": port "http" is not a number`},
+		{"bad cron", "schedule: {republish: 'every day'}\n", `schedule.republish: "every day"`},
+		{"broken YAML", "cloud: [\n", "invalid YAML"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,13 +128,127 @@ func TestValidationErrors(t *testing.T) {
 			_, err := Load(p, false, env(nil))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			for _, pr := range ve.Problems {
+				assert.NotRegexp(t, `config\.|string|int|bool|struct|map\[|Duration`, strings.ReplaceAll(pr.String(), "a string", ""),
+					"no Go type names in messages")
+			}
 		})
 	}
 }
 
+// Every problem comes out in one run, each by key path, so an operator
+// fixes a configuration in one round rather than five.
+func TestAllProblemsInOneRun(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "syncd.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(`node: build host
+cloud:
+  auth_url: not a url
+  tokn: abc
+settle: five
+upload:
+  files: 0
+  blocks: many
+watch:
+  - dir: ./images
+    publik: yes
+log:
+  level: verbose
+`), 0o600))
+	_, err := LoadWith(p, LoadOptions{Getenv: env(nil), Use: ForDaemon})
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	var got []string
+	for _, pr := range ve.Problems {
+		got = append(got, pr.String())
+	}
+	assert.Equal(t, []string{
+		`cloud.tokn: unknown key (did you mean cloud.token?) (line 4)`,
+		`settle: "five" is not a duration (use e.g. 5s, 1m30s) (line 5)`,
+		`upload.blocks: "many" is not a whole number (line 8)`,
+		`watch[0].publik: unknown key (did you mean watch[0].public?) (line 11)`,
+		`node: "build host": no spaces, ':' or braces (it names this node's upload queue) (line 1)`,
+		`cloud.auth_url: "not a url" is not an http(s) URL (line 3)`,
+		`cloud.token: required: set cloud.token, cloud.token_file or SYNCD_TOKEN (line 2)`,
+		`upload.files: 0: want 1 to 64 (line 7)`,
+		`watch[0].container: required (line 10)`,
+		`log.level: "verbose": want debug, info, warn or error (line 13)`,
+	}, got)
+	assert.Contains(t, err.Error(), "invalid configuration "+p+" (10 problems):\n  - cloud.tokn: unknown key")
+}
+
+func TestDaemonRequirements(t *testing.T) {
+	dir := t.TempDir()
+	write := func(yaml string) string {
+		p := filepath.Join(dir, "syncd.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(yaml), 0o600))
+		return p
+	}
+	tests := []struct {
+		name, yaml string
+		env        map[string]string
+		use        Use
+		want       []string // problems; nil means valid
+	}{
+		{"no auth_url", "cloud: {token: t}\n", nil, ForDaemon, []string{"cloud.auth_url: required: the identity URL"}},
+		{"no token", "cloud: {auth_url: 'https://a.example/identity/v2.0'}\n", nil, ForDaemon, []string{"cloud.token: required"}},
+		{"token from env", "cloud: {auth_url: 'https://a.example/identity/v2.0'}\n", map[string]string{"SYNCD_TOKEN": "x"}, ForDaemon, nil},
+		{"missing token file", "cloud: {auth_url: 'https://a.example/identity/v2.0', token_file: /nonexistent/token}\n", nil, ForDaemon,
+			[]string{"cloud.token_file: /nonexistent/token does not exist (line 1)"}},
+		{"auth_url from env", "cloud: {token: t}\n", map[string]string{"SYNCD_AUTH_URL": "ftp://x"}, ForDaemon,
+			[]string{`cloud.auth_url: "ftp://x" is not an http(s) URL (from SYNCD_AUTH_URL)`}},
+		{"ctl needs no cloud", "node: n\n", nil, ForCtl, nil},
+		{"dev brings its cloud and redis", "redis: {addr: ''}\n", nil, ForDev, nil},
+		{"ctl still checks what is set", "cloud: {auth_url: x}\n", nil, ForCtl, []string{`cloud.auth_url: "x" is not an http(s) URL`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadWith(write(tt.yaml), LoadOptions{Getenv: env(tt.env), Use: tt.use})
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			require.Len(t, ve.Problems, len(tt.want), "%v", err)
+			for i, w := range tt.want {
+				assert.Contains(t, ve.Problems[i].String(), w)
+			}
+		})
+	}
+}
+
+func TestParseRejectsWhatDoesNotFit(t *testing.T) {
+	_, err := Parse([]byte("cloud: {tokn: x}\n"))
+	assert.ErrorContains(t, err, "cloud.tokn: unknown key")
+	cfg, err := Parse([]byte("upload: {files: 0}\n"))
+	require.NoError(t, err, "Parse does not validate")
+	assert.Equal(t, 0, cfg.Upload.Files)
+}
+
+// FuzzParse: no YAML makes the walker panic, and what it accepts
+// round-trips through the decoder.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(specExample))
+	f.Add([]byte("watch: [{dir: a, container: c, defaults: {properties: {A: *x}}}]\nx: &x 1\n"))
+	f.Add([]byte("cloud: &c {token: a}\nredis: *c\n"))
+	f.Add([]byte("watch:\n  - !!map {dir: a}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data)
+		if err != nil {
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			require.NotEmpty(t, ve.Problems)
+			return
+		}
+		_ = cfg.Validate()
+	})
+}
+
 func TestMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), false, env(nil))
-	assert.ErrorContains(t, err, "pass --config")
+	assert.ErrorContains(t, err, "nope.yaml does not exist (copy configs/syncd.example.yaml there")
 	cfg, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), true, env(nil))
 	require.NoError(t, err)
 	assert.Equal(t, EmbeddedRedis, cfg.Redis.Addr)
@@ -155,4 +287,17 @@ func TestWriteDevRoundTrips(t *testing.T) {
 	assert.True(t, got.Watch[0].Public)
 	assert.False(t, got.Watch[0].UploadsMetafile())
 	assert.Equal(t, cfg.Watch[0].Defaults, got.Watch[0].Defaults)
+}
+
+// The configurations shipped in configs/ stay valid as keys change.
+func TestShippedConfigsAreValid(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f, false, env(nil))
+			assert.NoError(t, err)
+		})
+	}
 }

@@ -1,0 +1,298 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Use says what a configuration is loaded for: syncd needs more of it than
+// syncctl, which may only read a queue.
+type Use int
+
+const (
+	// ForCtl checks every key that is set (syncctl, tools).
+	ForCtl Use = iota
+	// ForDaemon also requires what syncd cannot run without (the cloud's
+	// address and a token source) and checks that the files it names exist.
+	ForDaemon
+	// ForDev is `syncd --dev`: dev mode brings its own cloud and Redis, so
+	// the cloud and redis sections need not be set.
+	ForDev
+)
+
+// Problem is one thing wrong with a configuration, by key path.
+type Problem struct {
+	Key  string // key path (cloud.auth_url, watch[0].dir); "" for the file as a whole
+	Msg  string
+	Line int    // line in the file; 0 when the value is a default or from the environment
+	Env  string // the environment variable the value came from, if any
+}
+
+func (p Problem) String() string {
+	s := p.Msg
+	if p.Key != "" {
+		s = p.Key + ": " + p.Msg
+	}
+	switch {
+	case p.Env != "":
+		s += " (from " + p.Env + ")"
+	case p.Line > 0:
+		s += fmt.Sprintf(" (line %d)", p.Line)
+	}
+	return s
+}
+
+// ValidationError lists every problem of a configuration at once.
+type ValidationError struct {
+	File     string // "" when no file was read
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration")
+	if e.File != "" {
+		b.WriteString(" " + e.File)
+	}
+	fmt.Fprintf(&b, " (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + p.String())
+	}
+	return b.String()
+}
+
+// problems collects Problems; env maps key paths to the SYNCD_* variable
+// that set them, so a bad value from the environment is blamed on it.
+type problems struct {
+	list  []Problem
+	env   map[string]string
+	lines map[string]int // key path -> line in the file
+}
+
+// add records a problem at key's line, or at the line of the nearest
+// enclosing key that is in the file (a required key that is missing).
+func (p *problems) add(key, format string, a ...any) {
+	line := 0
+	for k := key; k != "" && line == 0; {
+		line = p.lines[k]
+		if i := strings.LastIndexAny(k, ".["); i >= 0 {
+			k = k[:i]
+		} else {
+			k = ""
+		}
+	}
+	p.addLine(key, line, format, a...)
+}
+
+func (p *problems) addLine(key string, line int, format string, a ...any) {
+	p.list = append(p.list, Problem{Key: key, Msg: fmt.Sprintf(format, a...), Line: line, Env: p.env[key]})
+}
+
+func (p *problems) err(file string) error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	return &ValidationError{File: file, Problems: p.list}
+}
+
+// Validate checks every key that is set (as for ForCtl).
+func (c *Config) Validate() error { return c.ValidateFor(ForCtl) }
+
+// ValidateFor checks everything that can be checked without the network,
+// for the given use, and returns a *ValidationError listing every problem.
+func (c *Config) ValidateFor(use Use) error {
+	p := &problems{env: c.fromEnv, lines: c.lines}
+	c.check(p, use)
+	return p.err(c.Source)
+}
+
+// check holds the per-key checks, one section per top-level key, in the
+// order of the file. A new key gets its line here (and its default in
+// Default); the helpers below say things the same way everywhere:
+// "key: what is wrong: what is wanted".
+func (c *Config) check(p *problems, use Use) {
+	daemon := use == ForDaemon
+	wantCloud := use != ForDev
+
+	// node
+	switch {
+	case c.Node == "":
+		p.add("node", "required (it names this node's upload queue)")
+	case strings.ContainsAny(c.Node, " \t:{}"):
+		p.add("node", "%q: no spaces, ':' or braces (it names this node's upload queue)", c.Node)
+	}
+
+	// cloud
+	if wantCloud {
+		if c.Cloud.AuthURL == "" && daemon {
+			p.add("cloud.auth_url", "required: the identity URL, e.g. https://accounts.example.org/identity/v2.0")
+		}
+		if c.Cloud.AuthURL != "" {
+			checkHTTPURL(p, "cloud.auth_url", c.Cloud.AuthURL)
+		}
+		if daemon && c.Cloud.Token == "" && c.Cloud.TokenFile == "" {
+			p.add("cloud.token", "required: set cloud.token, cloud.token_file or SYNCD_TOKEN")
+		}
+		if daemon && c.Cloud.Token == "" && c.Cloud.TokenFile != "" {
+			checkFile(p, "cloud.token_file", c.Cloud.TokenFile)
+		}
+	}
+	if c.Cloud.Timeout.D() < 0 {
+		p.add("cloud.timeout", "%s: must not be negative", c.Cloud.Timeout.D())
+	}
+
+	// redis (dev mode always runs the embedded one)
+	switch {
+	case use == ForDev || c.Redis.Addr == EmbeddedRedis:
+		if c.Redis.EmbeddedListen != "" {
+			checkHostPort(p, "redis.embedded_listen", c.Redis.EmbeddedListen)
+		}
+	case c.Redis.Addr == "":
+		p.add("redis.addr", "required: %q or host:port", EmbeddedRedis)
+	default:
+		checkHostPort(p, "redis.addr", c.Redis.Addr)
+	}
+	if c.Redis.DB < 0 {
+		p.add("redis.db", "%d: must not be negative", c.Redis.DB)
+	}
+	if daemon && c.Redis.Password == "" && c.Redis.PasswordFile != "" {
+		checkFile(p, "redis.password_file", c.Redis.PasswordFile)
+	}
+
+	// state_dir
+	if c.StateDir == "" {
+		p.add("state_dir", "required (the hashmap cache and local state live there)")
+	}
+
+	// settle, rescan
+	if c.Settle.D() < 0 {
+		p.add("settle", "%s: must not be negative", c.Settle.D())
+	}
+	switch r := c.Rescan.D(); {
+	case r < 0:
+		p.add("rescan", "%s: must not be negative (0 disables periodic rescans)", r)
+	case r > 0 && r < time.Second:
+		p.add("rescan", "%s: use at least 1s (or 0 to disable periodic rescans)", r)
+	}
+
+	// http
+	if l := c.HTTP.Listen; l != "" && l != "off" {
+		checkHostPort(p, "http.listen", l)
+	}
+
+	// upload
+	checkRange(p, "upload.files", c.Upload.Files, 1, 64)
+	checkRange(p, "upload.blocks", c.Upload.Blocks, 1, 256)
+	checkRange(p, "upload.hash_workers", c.Upload.HashWorkers, 0, 256)
+
+	// watch
+	seen := map[string]string{}
+	for i, w := range c.Watch {
+		key := fmt.Sprintf("watch[%d]", i)
+		if w.Dir == "" {
+			p.add(key+".dir", "required")
+		} else {
+			abs, _ := filepath.Abs(w.Dir)
+			if first, dup := seen[abs]; dup {
+				p.add(key+".dir", "%s is watched twice (also %s.dir)", w.Dir, first)
+			}
+			seen[abs] = key
+		}
+		switch {
+		case w.Container == "":
+			p.add(key+".container", "required")
+		case strings.Contains(w.Container, "/"):
+			p.add(key+".container", "%q: no '/'", w.Container)
+		}
+		for _, seg := range strings.Split(strings.Trim(w.Prefix, "/"), "/") {
+			if seg == ".." || seg == "." {
+				p.add(key+".prefix", "%q: no '.' or '..' segments", w.Prefix)
+				break
+			}
+		}
+		for j, pat := range w.Patterns {
+			if _, err := filepath.Match(pat, "x"); err != nil || pat == "" {
+				p.add(fmt.Sprintf("%s.patterns[%d]", key, j), "%q is not a file name pattern such as *.diskdump", pat)
+			}
+		}
+	}
+
+	// schedule
+	if s := c.Schedule.Republish; s != "" {
+		if _, err := cron.ParseStandard(s); err != nil {
+			p.add("schedule.republish", "%q: %v (use 5-field cron such as \"0 3 * * *\", or @every 1h; empty disables)", s, err)
+		}
+	}
+
+	// log
+	checkOneOf(p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	checkOneOf(p, "log.format", c.Log.Format, "json", "console")
+}
+
+func checkHTTPURL(p *problems, key, v string) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add(key, "%q is not an http(s) URL", v)
+	}
+}
+
+func checkHostPort(p *problems, key, v string) {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.add(key, "%q is not host:port", v)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		p.add(key, "%q: port %q is not a number from 0 to 65535", v, port)
+	}
+	_ = host // "" means every interface
+}
+
+func checkRange(p *problems, key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		p.add(key, "%d: want %d to %d", v, lo, hi)
+	}
+}
+
+func checkOneOf(p *problems, key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	list := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	p.add(key, "%q: want %s", v, list)
+}
+
+// checkFile requires a readable regular file (its content is read later).
+func checkFile(p *problems, key, path string) {
+	st, err := os.Stat(path)
+	switch {
+	case os.IsNotExist(err):
+		p.add(key, "%s does not exist", path)
+	case err != nil:
+		p.add(key, "%s: %v", path, unwrapPathError(err))
+	case st.IsDir():
+		p.add(key, "%s is a directory, not a file", path)
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
