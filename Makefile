@@ -2,13 +2,17 @@
 GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 10s
+# What --version prints; without it the commands fall back to the module
+# version and VCS stamp the Go toolchain records.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS  := $(if $(VERSION),-X github.com/imagesync/imagesync/internal/version.Version=$(VERSION))
 
 .PHONY: all build test test-short lint fmt vet fuzz bench dev sandbox clean
 
 all: lint test
 
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 # The full suite, with the race detector. Integration tests start their own
 # redis-server processes on free ports (internal/redistest), so the binary

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,12 +20,14 @@ type MainOptions struct {
 	ConfigSet  bool // --config was given: the file must exist
 	Dev        bool
 	Stderr     io.Writer
+	// Getenv reads the SYNCD_* overrides; nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // Main loads the configuration, sets up logging (and the dev cloud with
 // --dev) and runs the daemon until ctx is done.
 func Main(ctx context.Context, o MainOptions) error {
-	cfg, err := config.Load(o.ConfigPath, o.Dev || !o.ConfigSet, os.Getenv)
+	cfg, err := LoadConfig(o)
 	if err != nil {
 		return err
 	}
@@ -61,6 +64,28 @@ func Main(ctx context.Context, o MainOptions) error {
 			printDevBanner(o.Stderr, cfg, dc, info)
 		}
 	}})
+}
+
+// LoadConfig loads and checks syncd's configuration as Main would, for
+// running (or `syncd config check`): every problem at once, by key path.
+func LoadConfig(o MainOptions) (*config.Config, error) {
+	use := config.ForDaemon
+	if o.Dev {
+		use = config.ForDev
+	}
+	cfg, err := config.LoadWith(o.ConfigPath, config.LoadOptions{AllowMissing: o.Dev || !o.ConfigSet, Getenv: o.getenv(), Use: use})
+	var ve *config.ValidationError
+	if errors.As(err, &ve) && ve.File == "" {
+		return nil, fmt.Errorf("%w\n(no configuration file: %s does not exist, so these are the built-in defaults and SYNCD_* variables; pass --config FILE, or copy configs/syncd.example.yaml there)", err, o.ConfigPath)
+	}
+	return cfg, err
+}
+
+func (o MainOptions) getenv() func(string) string {
+	if o.Getenv != nil {
+		return o.Getenv
+	}
+	return os.Getenv
 }
 
 // NewLogger builds the zap logger: JSON for production, console for people.
