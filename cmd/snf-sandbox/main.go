@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,27 +23,37 @@ import (
 	"time"
 
 	"github.com/imagesync/imagesync/internal/sandbox"
+	"github.com/imagesync/imagesync/internal/version"
 )
 
 func main() {
-	err := run(os.Args[1:])
+	os.Exit(exitCode(run(os.Args[1:]), os.Stderr))
+}
+
+// exitCode follows syncctl's conventions: 0 ok (and --help, --version),
+// 1 failure, 2 usage.
+func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
 	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	case errors.As(err, &ue):
-		os.Exit(2) // the flag set has printed the problem and the usage
+		return 2 // the flag set has printed the problem and the usage
 	default:
-		fmt.Fprintln(os.Stderr, "snf-sandbox:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "snf-sandbox:", err)
+		return 1
 	}
 }
 
 // usageError is a command line the flag set has already complained about.
 type usageError struct{ error }
 
+// errVersion stops run after --version.
+var errVersion = flag.ErrHelp
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("snf-sandbox", flag.ContinueOnError)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on (host:port)")
 	var cfg sandbox.Config
 	fs.StringVar(&cfg.DataDir, "data", "", "directory persisting blocks and metadata (default: a temporary one)")
@@ -64,8 +75,14 @@ func run(args []string) error {
 		}
 		return usageError{err}
 	}
+	if *showVersion {
+		fmt.Printf("snf-sandbox %s\n", version.String())
+		return errVersion
+	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		fmt.Fprintf(fs.Output(), "unexpected arguments %q (every setting is a flag)\n", fs.Args())
+		fs.Usage()
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	if len(cfg.Users) == 0 && cfg.DataDir != "" {
 		u, err := demoUser(cfg.DataDir)

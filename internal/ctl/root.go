@@ -26,6 +26,7 @@ import (
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/jobs"
 	"github.com/imagesync/imagesync/internal/redisconn"
+	"github.com/imagesync/imagesync/internal/version"
 )
 
 // Exit codes.
@@ -139,9 +140,11 @@ and cloud.
 
 Every command accepts --json for a stable, machine-readable document.
 Exit codes: 0 ok, 1 failure, 2 usage.`,
+		Version:       version.String(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("syncctl {{.Version}}\n")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
