@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync/atomic"
 )
 
 // blockRef is one block to send: its index in the hashmap (which gives its
@@ -38,27 +37,50 @@ func (s *blockSender) send(ctx context.Context, refs []blockRef) error {
 	if len(refs) == 0 {
 		return nil
 	}
-	workers := min(max(s.concurrency, 1), len(refs), s.pool.limit())
+	ch := make(chan blockRef, len(refs))
+	for _, r := range refs {
+		ch <- r
+	}
+	close(ch)
+	return s.sendFrom(ctx, ch, min(max(s.concurrency, 1), len(refs)))
+}
+
+// sendFrom uploads the blocks that arrive on refs, with up to workers in
+// flight, until refs is closed and drained or a block fails. Workers that
+// need a buffer take it when their first block arrives, so a sender that
+// is never given a block holds no memory.
+func (s *blockSender) sendFrom(ctx context.Context, refs <-chan blockRef, workers int) error {
+	workers = min(max(workers, 1), s.pool.limit())
 	fb := newFileBlocks(s.r)
-	var next atomic.Int64
 	return runWorkers(ctx, workers, func(ctx context.Context) error {
 		var buf []byte
-		if fb == nil {
-			var err error
-			if buf, err = s.pool.get(ctx); err != nil {
-				return err
+		defer func() {
+			if buf != nil {
+				s.pool.put(buf)
 			}
-			defer s.pool.put(buf)
-		}
+		}()
 		for {
+			var ref blockRef
+			var ok bool
+			// Prefer a cancelled context over a queued block.
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			i := next.Add(1) - 1
-			if i >= int64(len(refs)) {
+			select {
+			case ref, ok = <-refs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !ok {
 				return nil
 			}
-			if err := s.sendOne(ctx, fb, buf, refs[i]); err != nil {
+			if fb == nil && buf == nil {
+				var err error
+				if buf, err = s.pool.get(ctx); err != nil {
+					return err
+				}
+			}
+			if err := s.sendOne(ctx, fb, buf, ref); err != nil {
 				return err
 			}
 		}

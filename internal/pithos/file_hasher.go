@@ -29,6 +29,11 @@ type fileHasher struct {
 	// hashed, if set, is told the length of each block once it is hashed.
 	// It is called from several goroutines.
 	hashed func(n int64)
+	// done, if set, is told the index of each block once its hash is in
+	// place, so that a reader synchronised with it may read that slot while
+	// the rest of the file is being hashed. It is called from several
+	// goroutines.
+	done func(i int64)
 }
 
 // defaultHashWorkers is one worker per usable CPU: hashing is CPU-bound once
@@ -38,14 +43,22 @@ func defaultHashWorkers() int { return runtime.GOMAXPROCS(0) }
 // hash returns the block hashes of the whole file, in order. A size-0 file
 // has none.
 func (h *fileHasher) hash(ctx context.Context) ([]Digest, error) {
-	n := hashmap.NumBlocks(h.size, h.blockSize)
-	sums := make([]Digest, n)
+	sums := make([]Digest, hashmap.NumBlocks(h.size, h.blockSize))
+	if err := h.hashInto(ctx, sums); err != nil {
+		return nil, err
+	}
+	return sums, nil
+}
+
+// hashInto fills sums, which holds one slot per block, with the block hashes.
+func (h *fileHasher) hashInto(ctx context.Context, sums []Digest) error {
+	n := int64(len(sums))
 	if n == 0 {
-		return sums, ctx.Err()
+		return ctx.Err()
 	}
 	workers := min(int64(max(h.workers, 1)), n, int64(h.pool.limit()))
 	var next atomic.Int64
-	err := runWorkers(ctx, int(workers), func(ctx context.Context) error {
+	return runWorkers(ctx, int(workers), func(ctx context.Context) error {
 		buf, err := h.pool.get(ctx)
 		if err != nil {
 			return err
@@ -65,15 +78,14 @@ func (h *fileHasher) hash(ctx context.Context) ([]Digest, error) {
 				return &BlockError{Index: i, Offset: off, Op: "read", Err: err}
 			}
 			sums[i] = hashmap.BlockSum(block)
+			if h.done != nil {
+				h.done(i)
+			}
 			if h.hashed != nil {
 				h.hashed(int64(len(block)))
 			}
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
-	return sums, nil
 }
 
 // readBlock reads exactly length bytes at off into buf and returns them. A

@@ -131,8 +131,12 @@ type UploadResult struct {
 	Duration time.Duration
 	// CacheHit is true when the hashmap came from the cache, unhashed.
 	CacheHit bool
-	// Rounds is the number of hashmap PUTs that answered 409.
+	// Rounds is the number of full hashmap PUTs that answered 409 (each
+	// followed by sending what it listed).
 	Rounds int
+	// Probes is the number of partial hashmap PUTs sent while hashing to
+	// learn which blocks the server lacks (see overlappedUpload).
+	Probes int
 	// Unchanged is true when the object already held this content and
 	// nothing was written (UploadOptions.SkipIfUnchanged).
 	Unchanged bool
@@ -140,10 +144,13 @@ type UploadResult struct {
 
 // Upload stores f as container/object with the Pithos+ hashmap protocol, as
 // kamaki does: it learns the container's block size, hashes the file in
-// blocks (in parallel, with bounded memory), PUTs the hashmap, uploads only
-// the blocks the server lacks, PUTs the hashmap again and checks that the
-// object's hash equals the local Merkle root. An unchanged file sends no
-// data; an interrupted upload resumes by sending only what is still missing.
+// blocks (in parallel, with bounded memory), uploads only the blocks the
+// server lacks, PUTs the hashmap and checks that the object's hash equals
+// the local Merkle root. Unlike kamaki it does not wait for the whole file
+// to be hashed before sending: while hashing, it asks the server which of
+// the blocks hashed so far it lacks and sends them meanwhile (see
+// overlappedUpload). An unchanged, renamed or copied file sends no data; an
+// interrupted upload resumes by sending only what is still missing.
 //
 // Errors are typed: *rest.Error for refused requests (400, 401, 403, 404,
 // 412 are never retried by the client), *QuotaError for 413 or a failed
@@ -178,21 +185,54 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 		Phase: PhaseHashing, TotalBytes: size, BlocksTotal: hashmap.NumBlocks(size, bs),
 	})
 	res := &UploadResult{Bytes: size, BlockSize: bs, BlocksTotal: hashmap.NumBlocks(size, bs)}
-	pool := newBufferPool(max(opts.HashWorkers, opts.BlockConcurrency), int(min(bs, max(size, 1))))
+	// Hashers and senders work at once, each holding at most one buffer;
+	// buffers are allocated on first use, and senders of an *os.File use
+	// sendfile(2) and none.
+	pool := newBufferPool(opts.HashWorkers+opts.BlockConcurrency, int(min(bs, max(size, 1))))
+	sender := &blockSender{
+		c: c, container: container, r: f, size: size, blockSize: bs,
+		concurrency: opts.BlockConcurrency, pool: pool, sent: pr.sent,
+	}
+	put := &PutHashmapOptions{
+		ContentType: opts.ContentType, IfMatch: opts.IfMatch, IfNoneMatch: opts.IfNoneMatch,
+		Sharing: opts.Sharing, Public: opts.Public, Meta: opts.Meta,
+	}
+	final := *put
+	final.ETag = opts.ETag
+	precheck := func(ctx context.Context, missingBytes int64) error {
+		if opts.QuotaFree == nil {
+			return nil
+		}
+		return c.quotaPrecheck(ctx, container, object, size, missingBytes, opts.QuotaFree)
+	}
 
-	// Hash, or take the hashmap from the cache.
+	// Hash, or take the hashmap from the cache. While hashing, the blocks
+	// the server lacks are found and sent (overlappedUpload).
 	sums, hit := opts.Cache.Lookup(fi, bs, bi.algo)
+	probed, prechecked := false, false
 	if hit {
 		res.CacheHit = true
 		pr.update(func(p *Progress) { p.CacheHit, p.BytesHashed = true, size })
 	} else {
-		h := &fileHasher{r: f, size: size, blockSize: bs, workers: opts.HashWorkers, pool: pool, hashed: pr.hashed}
-		if sums, err = h.hash(ctx); err != nil {
+		ov := &overlappedUpload{
+			c: c, container: container, object: object, size: size, bs: bs,
+			hasher:        &fileHasher{r: f, size: size, blockSize: bs, workers: opts.HashWorkers, pool: pool, hashed: pr.hashed},
+			sender:        sender,
+			batch:         int64(max(minProbeBatch, opts.BlockConcurrency)),
+			preconditions: &PutHashmapOptions{ContentType: opts.ContentType, IfMatch: opts.IfMatch, IfNoneMatch: opts.IfNoneMatch},
+			precheck:      precheck,
+			found:         func(n int64) { pr.update(func(p *Progress) { p.BlocksMissing = n }) },
+			hashedAll:     func() { pr.update(func(p *Progress) { p.Phase = PhaseUploading }) },
+			sums:          make([]Digest, res.BlocksTotal),
+		}
+		if err := ov.run(ctx); err != nil {
 			return nil, err
 		}
 		if err := checkUnchanged(f, fi); err != nil {
 			return nil, err
 		}
+		sums, probed, prechecked = ov.sums, ov.probes > 0, ov.prechecked
+		res.Probes, res.BlocksMissing = ov.probes, ov.missing
 		// A failure to cache costs a re-hash next time, never the upload.
 		_ = opts.Cache.Store(fi, bs, bi.algo, sums)
 	}
@@ -211,10 +251,6 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 		}
 	}
 
-	put := &PutHashmapOptions{
-		ContentType: opts.ContentType, IfMatch: opts.IfMatch, IfNoneMatch: opts.IfNoneMatch,
-		Sharing: opts.Sharing, Public: opts.Public, Meta: opts.Meta,
-	}
 	putHashmap := func(o *PutHashmapOptions) (*PutHashmapResult, error) {
 		ph, err := c.PutHashmap(ctx, container, object, size, sums, o)
 		if cached && rest.IsStatus(err, http.StatusNotFound) {
@@ -234,18 +270,20 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 		}
 		return ph, asQuotaError(err, object)
 	}
-	pr.update(func(p *Progress) { p.Phase = PhaseUploading })
-	ph, err := putHashmap(put)
+	// After probing, the server should lack nothing: this PUT is the final
+	// one. Otherwise it is the first, and its 409 lists what to send.
+	first := put
+	if probed {
+		first = &final
+		pr.update(func(p *Progress) { p.Phase = PhaseFinalizing })
+	} else {
+		pr.update(func(p *Progress) { p.Phase = PhaseUploading })
+	}
+	ph, err := putHashmap(first)
 	if err != nil {
 		return nil, err
 	}
 	if !ph.Created {
-		sender := &blockSender{
-			c: c, container: container, r: f, size: size, blockSize: bs,
-			concurrency: opts.BlockConcurrency, pool: pool, sent: pr.sent,
-		}
-		final := *put
-		final.ETag = opts.ETag
 		var index *blockIndex
 		for !ph.Created {
 			if res.Rounds >= opts.MaxRounds {
@@ -258,14 +296,15 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 			if err != nil {
 				return nil, err
 			}
-			if res.Rounds == 0 {
+			if res.Rounds == 0 && !probed {
 				res.BlocksMissing = int64(len(refs))
 				pr.update(func(p *Progress) { p.Phase, p.BlocksMissing = PhaseUploading, int64(len(refs)) })
-				if opts.QuotaFree != nil {
-					if err := c.quotaPrecheck(ctx, container, object, size, missingBytes, opts.QuotaFree); err != nil {
-						return nil, err
-					}
+			}
+			if !prechecked {
+				if err := precheck(ctx, missingBytes); err != nil {
+					return nil, err
 				}
+				prechecked = true
 			}
 			res.Rounds++
 			if err := sender.send(ctx, refs); err != nil {
@@ -280,6 +319,8 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 				return nil, err
 			}
 		}
+	}
+	if res.Rounds > 0 || res.BlocksMissing > 0 {
 		if err := checkUnchanged(f, fi); err != nil {
 			return nil, err
 		}

@@ -10,9 +10,15 @@ import (
 // stops the whole stage promptly; that first error is the one returned, so
 // the cause is reported rather than a sibling's context.Canceled.
 func runWorkers(ctx context.Context, n int, fn func(ctx context.Context) error) error {
-	if n < 1 {
-		n = 1
+	fns := make([]func(context.Context) error, max(n, 1))
+	for i := range fns {
+		fns[i] = fn
 	}
+	return runAll(ctx, fns...)
+}
+
+// runAll is runWorkers for different functions: the stages of a pipeline.
+func runAll(ctx context.Context, fns ...func(ctx context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -20,7 +26,7 @@ func runWorkers(ctx context.Context, n int, fn func(ctx context.Context) error) 
 		once  sync.Once
 		first error
 	)
-	for range n {
+	for _, fn := range fns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
