@@ -7,20 +7,15 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/version"
@@ -92,59 +87,37 @@ func run(args []string) error {
 		cfg.Users = []sandbox.User{u}
 	}
 
-	srv, err := sandbox.New(cfg)
+	rs, err := sandbox.Listen(cfg, *listen)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	base := "http://" + ln.Addr().String()
-	printEndpoints(base, cfg.DataDir, srv.Users())
-
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	printEndpoints(rs.URL, cfg.DataDir, rs.Users())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
 	select {
-	case err := <-errc:
-		return err
+	case <-rs.Done():
+		return rs.Close() // with the reason serving stopped
 	case <-ctx.Done():
 	}
 	fmt.Println("snf-sandbox: shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return rs.Close()
 }
 
-// demoUser keeps the generated demo user in the data dir, so its objects
-// stay reachable across restarts.
+// demoUUID is the account of the demo user kept in a data dir.
+const demoUUID = "de300000-0000-4000-8000-000000000001"
+
+// demoUser is the user of a data dir run without --user: its token is
+// kept in the data dir, so its objects stay reachable across restarts.
 func demoUser(dir string) (sandbox.User, error) {
-	p := filepath.Join(dir, "demo-user")
-	if b, err := os.ReadFile(p); err == nil {
+	// A data dir from before the token file keeps its whole user.
+	if b, err := os.ReadFile(filepath.Join(dir, "demo-user")); err == nil {
 		return sandbox.ParseUser(strings.TrimSpace(string(b)))
 	}
-	u := sandbox.User{Name: "demo", UUID: "demo-" + randomHex(8), Token: randomHex(16)}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	tok, err := sandbox.StoredToken(filepath.Join(dir, "demo-token"), "demo-")
+	if err != nil {
 		return sandbox.User{}, err
 	}
-	line := u.Name + ":" + u.UUID + ":" + u.Token + "\n"
-	return u, os.WriteFile(p, []byte(line), 0o600)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return sandbox.User{Name: "demo", UUID: demoUUID, Token: tok}, nil
 }
 
 // printEndpoints shows where everything is; tokens are printed on purpose,
