@@ -30,39 +30,9 @@ const (
 // values; rest already implements exactly that for query strings.
 func quote(s string) string { return rest.QueryEscape(s) }
 
-// unquote is Python's urllib.unquote: %XX is decoded, a malformed escape is
-// kept as written (never an error), '+' stays '+'.
-func unquote(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := unhex(s[i+1])
-			lo, ok2 := unhex(s[i+2])
-			if ok1 && ok2 {
-				b.WriteByte(hi<<4 | lo)
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
+// unquote undoes Plankton's quoting of names, descriptions and properties
+// (rest.Unquote).
+func unquote(s string) string { return rest.Unquote(s) }
 
 // pyBoolHeader is how Plankton and kamaki spell booleans in headers.
 func pyBoolHeader(b bool) string {

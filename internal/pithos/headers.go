@@ -21,38 +21,8 @@ func (c *Client) pageSize() int {
 	return listPageSize
 }
 
-// unquote is Python 2's urllib.unquote, which the server's quoting pairs
-// with: valid %XX escapes are decoded, anything else is kept as it is.
-func unquote(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		b = append(b, s[i])
-	}
-	return string(b)
-}
-
-func isHexDigit(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
-}
+// unquote undoes the server's quoting of header values (rest.Unquote).
+func unquote(s string) string { return rest.Unquote(s) }
 
 // headerValue is a response header with the server's URL-quoting undone.
 // Pithos quotes every X-Account-/X-Container-/X-Object-/Content- value.

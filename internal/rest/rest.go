@@ -97,6 +97,42 @@ func QueryEscape(s string) string {
 	return b.String()
 }
 
+// Unquote is Python 2's urllib.unquote, the inverse of the quoting Synnefo
+// applies to header values (Pithos X-Account-/X-Container-/X-Object-/
+// Content- values, Plankton's image names and properties): valid %XX
+// escapes are decoded, and anything else, a malformed escape or '+', is
+// kept as it is (never an error).
+func Unquote(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
 // NewHTTPRequest builds the *http.Request for r.
 func (c *Client) NewHTTPRequest(ctx context.Context, r *Request) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, r.Method, c.URL(r), r.Body)

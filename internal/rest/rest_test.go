@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,4 +149,41 @@ func TestNetErrorIsTemporary(t *testing.T) {
 	var ne *NetError
 	require.ErrorAs(t, err, &ne)
 	assert.True(t, IsTemporary(err))
+}
+
+func TestUnquote(t *testing.T) {
+	cases := map[string]string{
+		"plain":           "plain",
+		"a%20b":           "a b",
+		"%C3%BC":          "ü",
+		"%c3%bc":          "ü",
+		"100%":            "100%",
+		"%zz":             "%zz",
+		"%2":              "%2",
+		"a+b":             "a+b",
+		"%2541":           "%41",
+		"x%":              "x%",
+		"%41%42":          "AB",
+		"caf%C3%A9%20%3B": "café ;",
+	}
+	for in, want := range cases {
+		assert.Equal(t, want, Unquote(in), in)
+	}
+}
+
+func FuzzUnquote(f *testing.F) {
+	for _, s := range []string{"", "a%20b", "%", "%%41", "%C3%BC", "ü", "%4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Unquote(s)
+		// Where Go's strict decoder succeeds, the lenient one agrees.
+		if want, err := url.PathUnescape(s); err == nil && want != got {
+			t.Fatalf("%q: %q, want %q", s, got, want)
+		}
+		// What QueryEscape quotes, Unquote restores.
+		if back := Unquote(QueryEscape(s)); back != s {
+			t.Fatalf("%q → %q → %q", s, QueryEscape(s), back)
+		}
+	})
 }
