@@ -81,6 +81,12 @@ func (d *dispatcher) imageReady(ctx context.Context, e watch.ImageReady) {
 
 func (d *dispatcher) imageRemoved(ctx context.Context, e watch.ImageRemoved) {
 	log := d.log.With(zap.String("root", e.Root), zap.String("path", e.RelPath))
+	// A file that is gone has nothing left to fix: its failures go.
+	if ref, err := d.catalog.Ref(e.Root, e.RelPath); err == nil {
+		if err := d.enq.Failures().Resolve(ctx, ref.Location()); err != nil {
+			log.Warn("cannot clear the removed image's failures", zap.Error(err))
+		}
+	}
 	w, err := d.catalog.Root(e.Root)
 	if err != nil || !w.UnregisterDeleted {
 		log.Info("image file removed; its registered image is left as it is (set unregister_deleted to remove it)")

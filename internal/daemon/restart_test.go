@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -96,17 +97,7 @@ func TestRestartWithNothingChangedWritesNothing(t *testing.T) {
 			eventually(t, 60*time.Second, "both images reported again", func() bool {
 				return logs.FilterMessage("image ready").Len() >= 2
 			})
-			quiet := time.Time{}
-			eventually(t, 60*time.Second, "the queues to stay empty for 2s", func() bool {
-				if countQueues(t, insp).Unfinished > 0 {
-					quiet = time.Time{}
-					return false
-				}
-				if quiet.IsZero() {
-					quiet = time.Now()
-				}
-				return time.Since(quiet) > 2*time.Second
-			})
+			waitQuiet(t, insp, 2*time.Second)
 			assert.Zero(t, countQueues(t, insp).Archived, "nothing failed")
 			assert.Empty(t, writes.since(before), "a restart with nothing changed writes nothing to the cloud")
 			assert.Zero(t, logs.FilterMessage("metafile changed: registration queued").Len(),
@@ -115,4 +106,20 @@ func TestRestartWithNothingChangedWritesNothing(t *testing.T) {
 			t.Logf("sandbox stats after the restart: %+v", st)
 		})
 	}
+}
+
+// waitQuiet waits until no task has been waiting or running for quiet.
+func waitQuiet(t *testing.T, insp *asynq.Inspector, quiet time.Duration) {
+	t.Helper()
+	since := time.Time{}
+	eventually(t, 60*time.Second, "the queues to stay empty for "+quiet.String(), func() bool {
+		if countQueues(t, insp).Unfinished > 0 {
+			since = time.Time{}
+			return false
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) > quiet
+	})
 }

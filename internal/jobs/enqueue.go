@@ -27,9 +27,10 @@ const (
 // (archived and retained-completed included), so a conflict is inspected
 // rather than treated as an error.
 type Enqueuer struct {
-	client *asynq.Client
-	insp   *asynq.Inspector
-	Node   string
+	client   *asynq.Client
+	insp     *asynq.Inspector
+	failures *Failures
+	Node     string
 	// Waker, if set, is woken after every enqueue so that this process's
 	// servers pick the task up at once (see QueueWaker).
 	Waker *QueueWaker
@@ -37,11 +38,20 @@ type Enqueuer struct {
 
 // NewEnqueuer shares one go-redis client.
 func NewEnqueuer(rdb redis.UniversalClient, node string) *Enqueuer {
-	return &Enqueuer{client: asynq.NewClientFromRedisClient(rdb), insp: asynq.NewInspectorFromRedisClient(rdb), Node: node}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	return &Enqueuer{client: asynq.NewClientFromRedisClient(rdb), insp: insp, failures: NewFailures(rdb, insp), Node: node}
 }
 
 // Inspector exposes the inspector (status, retries).
 func (e *Enqueuer) Inspector() *asynq.Inspector { return e.insp }
+
+// Failures is the index of archived tasks by image on the same Redis.
+func (e *Enqueuer) Failures() *Failures {
+	if e == nil {
+		return nil
+	}
+	return e.failures
+}
 
 // Close releases nothing shared: the go-redis client belongs to the caller.
 func (e *Enqueuer) Close() error { return nil }

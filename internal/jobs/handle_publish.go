@@ -37,6 +37,7 @@ func (w *Worker) handlePublish(ctx context.Context, t *asynq.Task) error {
 		note = "visibility or members updated"
 	}
 	log.Info("image published", zap.Bool("public", p.Public), zap.Int("members", len(p.Members)), zap.Bool("changed", changed))
+	w.resolved(ctx, p.ImageRef, log, TypePublish)
 	pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, note })
 	return nil
 }

@@ -111,6 +111,7 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%s: queue its publish: %w", what, err)
 	}
 	log.Info("publish queued", zap.String("task", pub.ID), zap.String("outcome", string(out)))
+	w.resolved(ctx, p.ImageRef, log, TypeRegister)
 	pw.update(true, func(pr *Progress) {
 		pr.Phase, pr.ImageID, pr.ObjectHash, pr.Changes = PhaseDone, img.ID, img.Checksum, changes
 		pr.Note = "publish " + pub.ID + " " + string(out)

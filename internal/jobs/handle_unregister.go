@@ -32,6 +32,7 @@ func (w *Worker) handleUnregister(ctx context.Context, t *asynq.Task) error {
 	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
 	if _, err := os.Stat(abs); err == nil {
 		log.Info("image file is back; its image stays registered")
+		w.resolved(ctx, p.ImageRef, log, TypeUnregister)
 		pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "the file is back: left registered" })
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -63,11 +64,13 @@ func (w *Worker) handleUnregister(ctx context.Context, t *asynq.Task) error {
 			return asJobError(what, err)
 		}
 		log.Info("image file removed: image unregistered (its Pithos object is kept)", zap.String("image_id", img.ID))
+		w.resolved(ctx, p.ImageRef, log) // whatever failed about the file is moot
 		pw.update(true, func(pr *Progress) {
 			pr.Phase, pr.ImageID, pr.Note = PhaseDone, img.ID, "unregistered; the object is kept"
 		})
 		return nil
 	}
+	w.resolved(ctx, p.ImageRef, log)
 	pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "was not registered" })
 	return nil
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,6 +24,14 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 	pw := newProgressWriter(resultWriter(t), Progress{Phase: pithos.PhaseHashing, Path: p.RelPath, Object: p.Location(), TotalBytes: p.Size})
 
 	f, err := openImage(p)
+	if errors.Is(err, errImageGone) {
+		// Not a failure: there is nothing to upload, and whatever failed
+		// about this path before is moot now.
+		log.Info("image file gone before its upload ran; nothing to do")
+		w.resolved(ctx, p.ImageRef, log)
+		pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "gone: "+errImageGone.Error() })
+		return nil
+	}
 	if err != nil {
 		return asJobError("upload "+p.RelPath, err)
 	}
@@ -103,6 +112,7 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("queue the registration of %s: %w", p.RelPath, err)
 	}
 	log.Info("registration queued", zap.String("task", req.ID), zap.String("outcome", string(out)))
+	w.resolved(ctx, p.ImageRef, log, TypeUpload)
 	pw.update(true, func(pr *Progress) {
 		pr.Phase, pr.ObjectHash = PhaseDone, res.Hash
 		pr.BlocksTotal, pr.BlocksMissing, pr.BlocksSent, pr.BytesSent = res.BlocksTotal, res.BlocksMissing, res.BlocksSent, res.BytesSent

@@ -107,7 +107,13 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 				log.Error("job failed permanently", zap.Error(err))
 			default:
 				outcome = "retry"
+				if maxRetry, _ := asynq.GetMaxRetry(ctx); retry >= maxRetry {
+					outcome = "archived"
+				}
 				log.Warn("job failed; will retry", zap.Error(err))
+			}
+			if outcome == "archived" {
+				w.recordFailure(ctx, t, queue, id, log)
 			}
 		}
 		if w.d.Metrics != nil {
@@ -118,15 +124,41 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 	})
 }
 
+// recordFailure notes an archived task in the failure index, which drops
+// the older failure of the same kind for the same image.
+func (w *Worker) recordFailure(ctx context.Context, t *asynq.Task, queue, id string, log *zap.Logger) {
+	loc := taskLocation(t.Payload())
+	if loc == "" {
+		return
+	}
+	if err := w.d.Enqueuer.Failures().Record(context.WithoutCancel(ctx), loc, t.Type(), queue, id); err != nil {
+		log.Warn("cannot index the failure", zap.Error(err))
+	}
+}
+
+// resolved deletes the archived tasks of the given types about ref: the
+// work they failed at has been done since, or the file is gone.
+func (w *Worker) resolved(ctx context.Context, ref ImageRef, log *zap.Logger, types ...string) {
+	if err := w.d.Enqueuer.Failures().Resolve(context.WithoutCancel(ctx), ref.Location(), types...); err != nil {
+		log.Warn("cannot clear the image's earlier failures", zap.Error(err))
+	}
+}
+
+// errImageGone is openImage's answer for a file that was removed or renamed
+// away before its upload ran: nothing to upload, and nothing to fix (a
+// renamed file is uploaded under its new name).
+var errImageGone = errors.New("the image file was removed or renamed before it could be uploaded")
+
 // openImage opens the image file and checks it is still the content the
 // task was made for. A changed file returns (nil, nil): the watcher reports
-// it again when it settles, under a new task id.
+// it again when it settles, under a new task id. A file that is gone returns
+// errImageGone.
 func openImage(p UploadPayload) (*os.File, error) {
 	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
 	f, err := os.Open(abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, permanent(fmt.Errorf("image file %s was removed before it could be uploaded", abs))
+			return nil, errImageGone
 		}
 		return nil, permanent(fmt.Errorf("cannot read image file %s: %w (make it readable by syncd, then run `syncctl retry`)", abs, err))
 	}
