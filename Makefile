@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X github.com/imagesync/imagesync/internal/version.Version=$(VERSION))
 
-.PHONY: all build test test-short lint fmt vet fuzz bench dev sandbox clean
+.PHONY: all build test test-short lint fmt vet staticcheck fuzz bench dev sandbox clean
 
 all: lint test
 
@@ -24,7 +24,7 @@ test:
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-lint: vet fmt
+lint: vet fmt staticcheck
 
 vet:
 	$(GO) vet $(PKGS)
@@ -32,6 +32,11 @@ vet:
 fmt:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# staticcheck is a tool dependency in go.mod (go get -tool), so its version
+# is pinned with the rest and nothing needs installing.
+staticcheck:
+	$(GO) tool staticcheck $(PKGS)
 
 # Short runs of every fuzz target (go test -fuzz takes one target at a time).
 fuzz:

@@ -71,10 +71,10 @@ func TestQueueWakerDecisions(t *testing.T) {
 	poll("b", redis.Nil)
 
 	// A wake while a poll is in flight: the answer predates the enqueue.
-	gen, a := w.begin("a")
+	_, a := w.begin("a")
 	require.False(t, a)
 	now = now.Add(2 * time.Second)
-	gen, a = w.begin("a")
+	gen, a := w.begin("a")
 	require.True(t, a)
 	w.Wake()
 	w.end("a", gen, now, redis.Nil)

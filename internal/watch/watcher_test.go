@@ -380,7 +380,7 @@ func TestWatchLimitFallsBackToPolling(t *testing.T) {
 	// Polling still finds new files everywhere, including new directories.
 	write(t, filepath.Join(dir, "full", "polled.diskdump"), "p")
 	write(t, filepath.Join(dir, "new", "polled2.diskdump"), "p")
-	evs = h.waitFor("polled", func(evs []stamped) bool {
+	h.waitFor("polled", func(evs []stamped) bool {
 		return hasReady("full/polled.diskdump")(evs) && hasReady("new/polled2.diskdump")(evs)
 	})
 	require.NoError(t, os.Remove(filepath.Join(dir, "full", "polled.diskdump")))

@@ -45,14 +45,6 @@ func taskFor(tasks []*asynq.TaskInfo, typ, relPath string) *asynq.TaskInfo {
 	return nil
 }
 
-func describe(tasks []*asynq.TaskInfo) string {
-	var b strings.Builder
-	for _, ti := range tasks {
-		b.WriteString(ti.ID + " " + ti.Type + " " + ti.State.String() + " " + string(ti.Payload) + " err=" + ti.LastErr + "\n")
-	}
-	return b.String()
-}
-
 // requireContainsAll fails unless s contains every part.
 func requireContainsAll(t *testing.T, s string, parts ...string) {
 	t.Helper()

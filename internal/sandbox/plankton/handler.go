@@ -225,6 +225,7 @@ func planktonNormalize(s string) string {
 // the Python view (so "size" is never an int).
 type imageParams map[string]any
 
+//lint:ignore ST1005 the real server's message, byte for byte
 var errNotUTF8 = errors.New("Could not decode request as UTF-8 string")
 
 const (
