@@ -23,8 +23,6 @@ const (
 	maxSymlinkLen  = 4096
 )
 
-var errNotFound = errors.New("not found")
-
 // extFS is an ext2/3/4 filesystem at byte start of the image.
 type extFS struct {
 	r     *boundedReader

@@ -67,7 +67,6 @@ func TestProbeAnswers409AndCreatesNothing(t *testing.T) {
 type overlapGate struct {
 	once   sync.Once
 	probed chan struct{}
-	late   atomic.Bool
 }
 
 func newOverlapGate() *overlapGate { return &overlapGate{probed: make(chan struct{})} }
