@@ -52,6 +52,9 @@ type Config struct {
 	FailRate float64
 	// Latency delays block uploads and hashmap PUTs.
 	Latency time.Duration
+	// Clock stamps versions and modification times (default time.Now);
+	// tests of the history views (?until) set it.
+	Clock func() time.Time
 }
 
 // Server is a running sandbox. Its Handler serves every service on one host.
@@ -90,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		data, s.tempDir = d, d
 	}
-	st, err := store.Open(data, cfg.BlockSize, cfg.Quota)
+	st, err := store.Open(data, store.Options{BlockSize: cfg.BlockSize, Quota: cfg.Quota, Clock: cfg.Clock})
 	if err != nil {
 		if s.tempDir != "" {
 			os.RemoveAll(s.tempDir)

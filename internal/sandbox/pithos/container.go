@@ -74,6 +74,9 @@ func putContainerHeaders(h http.Header, ci *store.ContainerInfo) {
 	setHeader(h, "X-Container-Object-Meta", strings.Join(ci.ObjectMeta, ","))
 	setHeader(h, "X-Container-Block-Size", strconv.Itoa(ci.BlockSize))
 	setHeader(h, "X-Container-Block-Hash", hashmap.Algorithm)
+	if ci.HasUntil {
+		setHeader(h, "X-Container-Until-Timestamp", httpDate(ci.Until))
+	}
 	if ci.Owner {
 		setHeader(h, "X-Container-Policy-Quota", strconv.FormatInt(ci.Quota, 10))
 		setHeader(h, "X-Container-Policy-Versioning", ci.Versioning)
@@ -87,7 +90,7 @@ func (s *Handler) containerHead(w http.ResponseWriter, r *http.Request, acct, co
 	if !ok {
 		return
 	}
-	ci, err := s.store.Container(u.UUID, acct, cont, true)
+	ci, err := s.store.Container(u.UUID, acct, cont, true, untilParam(r))
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -220,7 +223,13 @@ func (s *Handler) containerDelete(w http.ResponseWriter, r *http.Request, acct, 
 	if !ok {
 		return
 	}
-	if err := s.store.DeleteContainer(u.UUID, acct, cont, r.URL.Query().Get("delimiter")); err != nil {
+	var err error
+	if until := untilParam(r); until.Set {
+		err = s.store.PurgeContainer(u.UUID, acct, cont, until)
+	} else {
+		err = s.store.DeleteContainer(u.UUID, acct, cont, r.URL.Query().Get("delimiter"))
+	}
+	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
@@ -267,7 +276,8 @@ func (s *Handler) containerGet(w http.ResponseWriter, r *http.Request, acct, con
 	if !ok {
 		return
 	}
-	ci, err := s.store.Container(u.UUID, acct, cont, true)
+	until := untilParam(r)
+	ci, err := s.store.Container(u.UUID, acct, cont, true, until)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -279,7 +289,7 @@ func (s *Handler) containerGet(w http.ResponseWriter, r *http.Request, acct, con
 	putContainerHeaders(w.Header(), ci)
 
 	q := r.URL.Query()
-	o := store.ListOptions{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"), Virtual: true, Marker: q.Get("marker")}
+	o := store.ListOptions{Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"), Virtual: true, Marker: q.Get("marker"), Until: until}
 	if path := q.Get("path"); path != "" {
 		o.Prefix, o.Delimiter, o.Virtual = path, "/", false
 	}
@@ -339,6 +349,10 @@ func (s *Handler) containerGet(w http.ResponseWriter, r *http.Request, acct, con
 			"x_object_modified_by":       v.ModifiedBy,
 			"available":                  v.Available,
 			"map_check_timestamp":        nil,
+		}
+		if until.Set {
+			// object_list: with until, 'modified' is None and left out.
+			delete(m, "last_modified")
 		}
 		if it.Perms != nil {
 			if sh := sharingValue(it.Perms); sh != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -286,6 +287,28 @@ func checkMetaHeaders(meta map[string]string) error {
 	return nil
 }
 
+// untilParam is ?until as object_list, container_meta, account_meta and
+// the DELETE views read it: get_int_parameter(request.GET.get('until')),
+// a non-negative integer of seconds; anything else (absent, empty,
+// negative, not a number) is no until at all.
+func untilParam(r *http.Request) store.Until {
+	vals := r.URL.Query()["until"]
+	if len(vals) == 0 {
+		return store.Until{}
+	}
+	// Django's QueryDict.get is the last value.
+	v := strings.TrimSpace(vals[len(vals)-1])
+	n, err := strconv.ParseInt(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+		// Python's int has no range: later than any version.
+		return store.Until{Set: true, Unix: math.MaxInt64}
+	}
+	if err != nil || n < 0 {
+		return store.Until{}
+	}
+	return store.Until{Set: true, Unix: n}
+}
+
 // getIntParameter is get_int_parameter: a non-negative integer or nothing.
 func getIntParameter(s string, present bool) (int64, bool) {
 	if !present {
@@ -525,7 +548,7 @@ func (s *Handler) pithosTop(w http.ResponseWriter, r *http.Request) {
 	var xb bytes.Buffer
 	xb.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<accounts>\n")
 	for _, a := range accts {
-		info, err := s.store.Account(u.UUID, a)
+		info, err := s.store.Account(u.UUID, a, store.Until{})
 		if err != nil {
 			continue
 		}
@@ -598,6 +621,9 @@ func (s *Handler) putAccountHeaders(h http.Header, info *store.AccountInfo) {
 	for k, v := range info.Meta {
 		setHeader(h, k, v)
 	}
+	if info.HasUntil {
+		setHeader(h, "X-Account-Until-Timestamp", httpDate(info.Until))
+	}
 	for k, v := range info.Groups {
 		setHeader(h, formatHeaderKey("X-Account-Group-"+k), strings.Join(v, ","))
 	}
@@ -616,7 +642,7 @@ func (s *Handler) accountHead(w http.ResponseWriter, r *http.Request, acct strin
 	if !ok {
 		return
 	}
-	info, err := s.store.Account(u.UUID, acct)
+	info, err := s.store.Account(u.UUID, acct, untilParam(r))
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -681,7 +707,8 @@ func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string
 	if !ok {
 		return
 	}
-	info, err := s.store.Account(u.UUID, acct)
+	until := untilParam(r)
+	info, err := s.store.Account(u.UUID, acct, until)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -699,7 +726,7 @@ func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string
 		pfault(w, r, ser, http.StatusForbidden, wire.FaultForbidden, "PUblic container listing is not allowed to non path owners", "")
 		return
 	}
-	names, err := s.store.ListContainers(u.UUID, acct, q.Get("marker"), limit, shared, public && u.UUID == acct)
+	names, err := s.store.ListContainers(u.UUID, acct, q.Get("marker"), limit, shared, public && u.UUID == acct, until)
 	if err != nil {
 		s.fail(w, r, ser, err)
 		return
@@ -716,11 +743,14 @@ func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string
 	var xb bytes.Buffer
 	fmt.Fprintf(&xb, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"%s\">\n", html.EscapeString(acct))
 	for _, n := range names {
-		ci, err := s.store.Container(u.UUID, acct, n, false)
+		ci, err := s.store.Container(u.UUID, acct, n, false, until)
 		if err != nil {
 			continue
 		}
 		item := map[string]any{"name": n, "last_modified": isoformat(ci.Mtime)}
+		if ci.HasUntil {
+			item["x_container_until_timestamp"] = isoformat(ci.Until)
+		}
 		if ci.Owner {
 			item["count"] = ci.Count
 			item["bytes"] = ci.Bytes

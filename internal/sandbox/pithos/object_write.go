@@ -631,7 +631,13 @@ func (s *Handler) objectDelete(w http.ResponseWriter, r *http.Request, acct, con
 	if !ok {
 		return
 	}
-	if err := s.store.DeleteObject(u.UUID, acct, cont, name, r.URL.Query().Get("delimiter")); err != nil {
+	var err error
+	if until := untilParam(r); until.Set {
+		err = s.store.PurgeObject(u.UUID, acct, cont, name, until)
+	} else {
+		err = s.store.DeleteObject(u.UUID, acct, cont, name, r.URL.Query().Get("delimiter"))
+	}
+	if err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -15,20 +16,29 @@ type AccountInfo struct {
 	Name       string
 	Containers int64
 	Bytes      int64
-	Mtime      int64
+	Mtime      int64 // the last modification (Last-Modified)
 	Meta       map[string]string
 	Groups     map[string][]string
 	Owner      bool // the requester owns the account; only then are meta/stats reported
+	// With ?until (owner only): the view is of the account then, and Until
+	// is its last modification before (X-Account-Until-Timestamp).
+	HasUntil bool
+	Until    int64
 }
 
 // Account is get_account_meta (and get_account_groups) for user; the
-// owner's first look creates the account, as _lookup_account does.
-func (st *Store) Account(user, acct string) (*AccountInfo, error) {
+// owner's first look creates the account, as _lookup_account does. With
+// until it is the owner's view of the account then; other users may not
+// browse an account's history.
+func (st *Store) Account(user, acct string, until Until) (*AccountInfo, error) {
 	var info *AccountInfo
 	missing := false
 	read := func(t *txn) error {
 		if err := t.canReadAccount(user, acct); err != nil {
 			return err
+		}
+		if user != acct && until.Set && until.Unix != 0 {
+			return &ErrForbidden{Msg: "Browsing other account's history is not allowed"}
 		}
 		a, found, err := t.account(acct)
 		if err != nil {
@@ -37,7 +47,8 @@ func (st *Store) Account(user, acct string) (*AccountInfo, error) {
 		if user == acct && !found {
 			// The owner's first request creates the account node.
 			if missing {
-				a.Mtime = nowMicro()
+				a.Mtime = st.now()
+				a.MetaMtime = a.Mtime
 				if err := putJSON(t.accounts, []byte(acct), a); err != nil {
 					return err
 				}
@@ -53,6 +64,9 @@ func (st *Store) Account(user, acct string) (*AccountInfo, error) {
 				return err
 			}
 			info.Meta, info.Groups = a.Meta, a.Groups
+			if until.Set {
+				return t.accountAt(info, a, acct, until)
+			}
 		}
 		return nil
 	}
@@ -68,7 +82,8 @@ func (st *Store) UpdateAccount(user, acct string, meta map[string]string, groups
 		return &ErrForbidden{Msg: "User does not have write access to the account"}
 	}
 	return st.update(func(t *txn) error {
-		a, err := t.touchAccount(acct, nowMicro())
+		now := st.now()
+		a, err := t.touchAccount(acct, now)
 		if err != nil {
 			return err
 		}
@@ -101,18 +116,22 @@ func (st *Store) UpdateAccount(user, acct string, meta map[string]string, groups
 			if err != nil {
 				return err
 			}
-			a.Meta = m
+			a.props.newVersion(&a.Meta, m, now)
 		}
 		return putJSON(t.accounts, []byte(acct), a)
 	})
 }
 
-// ListContainers is account GET: names visible to user.
-func (st *Store) ListContainers(user, acct, marker string, limit int, shared, public bool) ([]string, error) {
+// ListContainers is account GET: names visible to user. With until, the
+// owner's containers that existed then (list_containers).
+func (st *Store) ListContainers(user, acct, marker string, limit int, shared, public bool, until Until) ([]string, error) {
 	var out []string
 	err := st.view(func(t *txn) error {
 		if err := t.canReadAccount(user, acct); err != nil {
 			return err
+		}
+		if user != acct && until.Set && until.Unix != 0 {
+			return &ErrForbidden{Msg: "Browsing other account's history is not allowed"}
 		}
 		if user != acct {
 			var err error
@@ -151,10 +170,19 @@ func (st *Store) ListContainers(user, acct, marker string, limit int, shared, pu
 		if marker != "" {
 			start = ckey(acct, marker)
 		}
-		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		for k, data := c.Seek(start); k != nil && bytes.HasPrefix(k, p); k, data = c.Next() {
 			name := string(k[len(p):])
 			if marker != "" && name <= marker {
 				continue
+			}
+			if until.Set {
+				var cr containerRec
+				if err := json.Unmarshal(data, &cr); err != nil {
+					return fmt.Errorf("sandbox: corrupt container %q: %w", k, err)
+				}
+				if _, _, existed := cr.props.at(cr.Meta, until.before()); !existed {
+					continue
+				}
 			}
 			out = append(out, name)
 			if len(out) >= limit {
@@ -192,10 +220,14 @@ type ContainerInfo struct {
 	Meta       map[string]string
 	ObjectMeta []string // X-Container-Object-Meta keys
 	Owner      bool
+	// With ?until (owner only): the view is of the container then, and
+	// Until is its last modification before (X-Container-Until-Timestamp).
+	HasUntil bool
+	Until    int64
 }
 
 func (st *Store) newContainer(acct string, now int64) *containerRec {
-	return &containerRec{Mtime: now, BlockSize: st.blockSize, Versioning: "auto", Project: acct}
+	return &containerRec{Mtime: now, BlockSize: st.blockSize, Versioning: "auto", Project: acct, props: props{MetaMtime: now}}
 }
 
 // checkPolicy validates X-Container-Policy-* (modular.py _check_policy).
@@ -246,7 +278,7 @@ func (st *Store) CreateContainer(user, acct, cont string, policy, meta map[strin
 	}
 	created := false
 	err := st.update(func(t *txn) error {
-		now := nowMicro()
+		now := st.now()
 		c, err := t.container(acct, cont)
 		if IsNotFound(err) {
 			created = true
@@ -256,8 +288,14 @@ func (st *Store) CreateContainer(user, acct, cont string, policy, meta map[strin
 		}
 		applyPolicy(c, policy, false, acct)
 		if len(meta) > 0 {
-			if c.Meta, err = mergeMeta(c.Meta, meta, false); err != nil {
+			m, err := mergeMeta(c.Meta, meta, false)
+			if err != nil {
 				return err
+			}
+			if created {
+				c.Meta = m
+			} else {
+				c.props.newVersion(&c.Meta, m, now)
 			}
 			c.Mtime = now
 		}
@@ -289,22 +327,29 @@ func (st *Store) UpdateContainer(user, acct, cont string, policy, meta map[strin
 			applyPolicy(c, policy, replace, acct)
 		}
 		if len(meta) > 0 || replace {
-			if c.Meta, err = mergeMeta(c.Meta, meta, replace); err != nil {
+			m, err := mergeMeta(c.Meta, meta, replace)
+			if err != nil {
 				return err
 			}
-			c.Mtime = nowMicro()
+			c.Mtime = st.now()
+			c.props.newVersion(&c.Meta, m, c.Mtime)
 		}
 		return t.putContainer(acct, cont, c)
 	})
 }
 
 // Container is get_container_meta and get_container_policy; with
-// objectMeta also list_container_meta (a walk over the container).
-func (st *Store) Container(user, acct, cont string, objectMeta bool) (*ContainerInfo, error) {
+// objectMeta also list_container_meta (a walk over the container). With
+// until it is the view of the container then: 404 if it did not exist
+// yet; other users may not see its history.
+func (st *Store) Container(user, acct, cont string, objectMeta bool, until Until) (*ContainerInfo, error) {
 	var info *ContainerInfo
 	err := st.view(func(t *txn) error {
 		if err := t.canReadContainer(user, acct, cont); err != nil {
 			return err
+		}
+		if user != acct && until.Set && until.Unix != 0 {
+			return &ErrForbidden{Msg: "Accessing other account's historical information is not allowed"}
 		}
 		c, err := t.container(acct, cont)
 		if err != nil {
@@ -335,6 +380,9 @@ func (st *Store) Container(user, acct, cont string, objectMeta bool) (*Container
 			info.Quota, info.Versioning, info.Project = c.Quota, c.Versioning, c.Project
 			info.Meta = c.Meta
 		}
+		if until.Set {
+			return t.containerAt(info, c, acct, cont, until, objectMeta)
+		}
 		return nil
 	})
 	return info, err
@@ -358,7 +406,7 @@ func (st *Store) DeleteContainer(user, acct, cont string, delimiter string) erro
 				names = append(names, string(k[len(p):]))
 			}
 			for _, n := range names {
-				if err := t.deleteOne(user, acct, cont, n, nowMicro()); err != nil {
+				if err := t.deleteOne(user, acct, cont, n, st.now()); err != nil {
 					return err
 				}
 			}
@@ -381,7 +429,7 @@ func (st *Store) DeleteContainer(user, acct, cont string, delimiter string) erro
 				return err
 			}
 		}
-		if _, err := t.touchAccount(acct, nowMicro()); err != nil {
+		if _, err := t.touchAccount(acct, st.now()); err != nil {
 			return err
 		}
 		return t.containers.Delete(ckey(acct, cont))

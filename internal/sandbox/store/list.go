@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -14,6 +16,9 @@ type ListOptions struct {
 	Limit                     int
 	Virtual, Shared, Public   bool
 	Filter                    *MetaFilter
+	// Until lists the objects as they were then (no sharing or public
+	// details, which have no history).
+	Until Until
 }
 
 // ListItem is one listed object, or a virtual directory (Subdir).
@@ -27,7 +32,8 @@ type ListItem struct {
 	PublicToken string
 }
 
-// ListObjects is list_object_meta for one container.
+// ListObjects is list_object_meta for one container; with o.Until, the
+// objects whose latest version before then was not a deletion.
 func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem, error) {
 	var out []ListItem
 	err := st.view(func(t *txn) error {
@@ -102,8 +108,11 @@ func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem
 			start = okey(acct, cont, o.Marker)
 		}
 		lastSub := ""
-		c := t.objects.Cursor()
-		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, base); k, _ = c.Next() {
+		next := t.liveObjects(start)
+		if o.Until.Set {
+			next = t.objectsBefore(start, base, o.Until.before())
+		}
+		for k, load := next(); k != nil && bytes.HasPrefix(k, base); k, load = next() {
 			n := string(k[len(base):])
 			if !strings.HasPrefix(n, o.Prefix) {
 				break
@@ -129,7 +138,7 @@ func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem
 					}
 				}
 			}
-			v, err := t.current(k)
+			v, err := load()
 			if err != nil {
 				return err
 			}
@@ -137,7 +146,9 @@ func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem
 				continue
 			}
 			it := ListItem{Name: n, Version: v}
-			if kp, p, err := t.permissionsPath(acct, cont, n); err != nil {
+			if o.Until.Set {
+				// list_object_meta with until: no permissions or public URLs.
+			} else if kp, p, err := t.permissionsPath(acct, cont, n); err != nil {
 				return err
 			} else if p != nil {
 				it.Perms = p
@@ -147,7 +158,7 @@ func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem
 					it.AllowedTo = t.allowedAction(user, acct, cont, n)
 				}
 			}
-			if user == acct {
+			if user == acct && !o.Until.Set {
 				it.PublicToken = t.publicToken(k)
 			}
 			out = append(out, it)
@@ -159,6 +170,48 @@ func (st *Store) ListObjects(user, acct, cont string, o ListOptions) ([]ListItem
 		return nil
 	})
 	return out, err
+}
+
+// liveObjects walks the live objects from start in name order: each key
+// with a function that loads its current version.
+func (t *txn) liveObjects(start []byte) func() ([]byte, func() (*Version, error)) {
+	c := t.objects.Cursor()
+	k, _ := c.Seek(start)
+	return func() ([]byte, func() (*Version, error)) {
+		if k == nil {
+			return nil, nil
+		}
+		key := k
+		k, _ = c.Next()
+		return key, func() (*Version, error) { return t.current(key) }
+	}
+}
+
+// objectsBefore walks, from start in name order, the objects whose latest
+// version before before was not a deletion (latest_version_list with
+// before and except_cluster=CLUSTER_DELETED), each with that version.
+func (t *txn) objectsBefore(start, base []byte, before int64) func() ([]byte, func() (*Version, error)) {
+	c := t.versions.Cursor()
+	k, data := c.Seek(start)
+	return func() ([]byte, func() (*Version, error)) {
+		for k != nil && bytes.HasPrefix(k, base) {
+			ok := append([]byte(nil), k[:len(k)-9]...)
+			var best *Version
+			for ; k != nil && len(k) == len(ok)+9 && bytes.HasPrefix(k, ok); k, data = c.Next() {
+				var v Version
+				if err := json.Unmarshal(data, &v); err != nil {
+					return ok, func() (*Version, error) { return nil, fmt.Errorf("sandbox: corrupt version %q: %w", k, err) }
+				}
+				if v.Mtime < before && (best == nil || v.Serial > best.Serial) {
+					best = &v
+				}
+			}
+			if best != nil && !best.Deleted {
+				return ok, func() (*Version, error) { return best, nil }
+			}
+		}
+		return nil, nil
+	}
 }
 
 // MetaFilter is the ?meta= query of a listing (pithos/backends/filter.py):

@@ -151,7 +151,8 @@ func (t *txn) writeVersion(w *ObjectWrite, now int64) (*Version, error) {
 }
 
 // deleteOne removes the live version of one object (modular.py _delete_object
-// without the delimiter walk).
+// without the delimiter walk): the version becomes history (or goes, with
+// versioning "none") and a deletion marker records when the object went.
 func (t *txn) deleteOne(user, acct, cont, name string, now int64) error {
 	if user != acct {
 		return &ErrForbidden{Msg: ""}
@@ -172,6 +173,17 @@ func (t *txn) deleteOne(user, acct, cont, name string, now int64) error {
 		return &ErrNotFound{Msg: "Object does not exist"}
 	}
 	if err := t.objects.Delete(ok); err != nil {
+		return err
+	}
+	serial, err := t.nextSerial()
+	if err != nil {
+		return err
+	}
+	marker := &Version{
+		Serial: serial, UUID: v.UUID, Mtime: now, ModifiedBy: user,
+		Available: v.Available, BlockSize: v.BlockSize, Deleted: true,
+	}
+	if err := putJSON(t.versions, vkey(ok, serial), marker); err != nil {
 		return err
 	}
 	if c.Versioning != "auto" {
@@ -217,7 +229,7 @@ func subtreePrefix(name, delimiter string) string {
 // DeleteObject is object DELETE, optionally with the ?delimiter subtree.
 func (st *Store) DeleteObject(user, acct, cont, name, delimiter string) error {
 	return st.update(func(t *txn) error {
-		now := nowMicro()
+		now := st.now()
 		if err := t.deleteOne(user, acct, cont, name, now); err != nil {
 			return err
 		}
@@ -296,7 +308,7 @@ func (st *Store) PutObject(w *ObjectWrite) (*Version, error) {
 	var v *Version
 	err = st.update(func(t *txn) error {
 		var err error
-		v, err = t.writeVersion(w, nowMicro())
+		v, err = t.writeVersion(w, st.now())
 		return err
 	})
 	return v, err
@@ -341,7 +353,7 @@ func (st *Store) CopyObject(r *CopyRequest) (*Version, error) {
 }
 
 func (t *txn) copyOne(r *CopyRequest, srcName, dstName, srcVersion string, typ *string, meta map[string]string, top bool) (*Version, error) {
-	now := nowMicro()
+	now := t.st.now()
 	if err := t.canReadObject(r.User, r.SrcAccount, r.SrcContainer, srcName); err != nil {
 		return nil, err
 	}
@@ -420,7 +432,7 @@ func (st *Store) UpdateMeta(user, acct, cont, name, domain string, meta map[stri
 			return err
 		}
 		nv := *cur
-		nv.Serial, nv.Mtime, nv.ModifiedBy = serial, nowMicro(), user
+		nv.Serial, nv.Mtime, nv.ModifiedBy = serial, st.now(), user
 		nv.Meta = map[string]map[string]string{}
 		for d, m := range cur.Meta {
 			if d != domain {
@@ -642,7 +654,8 @@ func (st *Store) ObjectByPublicToken(token string) (acct, cont, name string, err
 	return
 }
 
-// ListVersions is list_versions: [serial, mtime] of every kept version.
+// ListVersions is list_versions: [serial, mtime] of every kept version,
+// deletion markers left out.
 func (st *Store) ListVersions(user, acct, cont, name string) ([]*Version, error) {
 	var out []*Version
 	err := st.view(func(t *txn) error {
@@ -653,8 +666,12 @@ func (st *Store) ListVersions(user, acct, cont, name string) ([]*Version, error)
 		if !t.hasHistory(ok) {
 			return &ErrNotFound{Msg: "Object does not exist"}
 		}
-		var err error
-		out, err = t.versionsOf(ok)
+		vs, err := t.versionsOf(ok)
+		for _, v := range vs {
+			if !v.Deleted {
+				out = append(out, v)
+			}
+		}
 		return err
 	})
 	return out, err

@@ -42,6 +42,17 @@ type Store struct {
 	blocks    *blockStore
 	blockSize int
 	quota     int64
+	clock     func() time.Time
+}
+
+// Options configure a store.
+type Options struct {
+	// BlockSize of new containers (default 4 MiB).
+	BlockSize int
+	// Quota is each account's pithos.diskspace limit in bytes; 0 is unlimited.
+	Quota int64
+	// Clock stamps versions (default time.Now); tests of ?until set it.
+	Clock func() time.Time
 }
 
 var (
@@ -67,11 +78,12 @@ const (
 )
 
 // Open opens (or creates) the store in dir: DIR/meta.db and DIR/blocks.
-// blockSize is that of new containers; quota each account's
-// pithos.diskspace limit (0: unlimited).
-func Open(dir string, blockSize int, quota int64) (*Store, error) {
-	if blockSize <= 0 {
-		blockSize = hashmap.DefaultBlockSize
+func Open(dir string, o Options) (*Store, error) {
+	if o.BlockSize <= 0 {
+		o.BlockSize = hashmap.DefaultBlockSize
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: data dir: %w", err)
@@ -96,7 +108,7 @@ func Open(dir string, blockSize int, quota int64) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sandbox: init metadata db: %w", err)
 	}
-	return &Store{db: db, blocks: blocks, blockSize: blockSize, quota: quota}, nil
+	return &Store{db: db, blocks: blocks, blockSize: o.BlockSize, quota: o.Quota, clock: o.Clock}, nil
 }
 
 // OnBlockWritten sets a function that runs after each block's bytes are
@@ -146,10 +158,28 @@ func (e *ErrAccountQuota) Error() string {
 
 // ---- records ----
 
+// accountRec is an account node. Its own metadata is versioned (each meta
+// update is a new version of the node, the earlier ones kept for ?until);
+// its groups are not.
 type accountRec struct {
-	Mtime  int64               `json:"mtime"`
-	Meta   map[string]string   `json:"meta,omitempty"`
+	Mtime int64             `json:"mtime"`
+	Meta  map[string]string `json:"meta,omitempty"`
+	props
 	Groups map[string][]string `json:"groups,omitempty"`
+}
+
+// props is the version history of an account's or container's own
+// metadata: when the current version was made (0 in records from before
+// history was kept: there since forever) and the earlier versions.
+type props struct {
+	MetaMtime int64         `json:"meta_mtime,omitempty"`
+	History   []propVersion `json:"history,omitempty"`
+}
+
+// propVersion is one earlier version of an account's or container's meta.
+type propVersion struct {
+	Mtime int64             `json:"mtime"`
+	Meta  map[string]string `json:"meta,omitempty"`
 }
 
 type containerRec struct {
@@ -159,8 +189,9 @@ type containerRec struct {
 	Versioning string            `json:"versioning"`
 	Project    string            `json:"project"`
 	Meta       map[string]string `json:"meta,omitempty"`
-	Count      int64             `json:"count"`
-	Bytes      int64             `json:"bytes"`
+	props
+	Count int64 `json:"count"`
+	Bytes int64 `json:"bytes"`
 }
 
 // Version is one object version. Mtime is in microseconds, the precision
@@ -177,6 +208,10 @@ type Version struct {
 	Available  int                          `json:"available"`
 	BlockSize  int                          `json:"block_size"`
 	Meta       map[string]map[string]string `json:"meta,omitempty"`
+	// Deleted marks the version a delete leaves behind (the real backend's
+	// CLUSTER_DELETED): size 0, never listed, never current. The current
+	// version is the one objects points to; any other is history.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // ---- keys ----
@@ -206,7 +241,9 @@ func splitOkey(k []byte) (acct, cont, name string) {
 
 // ---- small helpers ----
 
-func nowMicro() int64 { return time.Now().UnixMicro() }
+// now is the time a change is stamped with, in microseconds (the
+// precision of the real DECIMAL(16,6) mtime column).
+func (st *Store) now() int64 { return st.clock().UnixMicro() }
 
 // FormatTimestamp renders a version timestamp as Python's str(Decimal) of the
 // DECIMAL(16,6) column: always six decimals.
@@ -358,9 +395,12 @@ func (t *txn) account(acct string) (*accountRec, bool, error) {
 // touchAccount creates the account node on first use (as _lookup_account
 // does) and records a modification.
 func (t *txn) touchAccount(acct string, now int64) (*accountRec, error) {
-	a, _, err := t.account(acct)
+	a, found, err := t.account(acct)
 	if err != nil {
 		return nil, err
+	}
+	if !found {
+		a.MetaMtime = now
 	}
 	a.Mtime = max(a.Mtime, now)
 	return a, putJSON(t.accounts, []byte(acct), a)
@@ -406,7 +446,7 @@ func (t *txn) version(ok []byte, serial int64) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !found {
+	if !found || v.Deleted {
 		return nil, &ErrNotFound{Msg: "Version does not exist"}
 	}
 	return &v, nil
