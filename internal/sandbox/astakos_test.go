@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -317,8 +318,15 @@ func TestIdentityRoutes(t *testing.T) {
 	}
 }
 
+// GET quotas (snf-astakos-app astakos/api/quotas.py quotas) lists the
+// api_visible resources the services register (pithos/api/services.py,
+// synnefo/api/services.py, astakos/api/services.py) for each project, each
+// with the user's and the project's counters (quotas.py from_holding); a
+// limit nobody set is the base default, PRACTICALLY_INFINITE.
 func TestQuotas(t *testing.T) {
 	const limit = 1 << 20
+	visible := []string{"cyclades.cpu", "cyclades.disk", "cyclades.floating_ip", "cyclades.network.private",
+		"cyclades.ram", "cyclades.vm", "pithos.diskspace"}
 	cases := []struct {
 		name  string
 		quota int64
@@ -335,13 +343,44 @@ func TestQuotas(t *testing.T) {
 				require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
 				var q map[string]map[string]map[string]int64
 				require.NoError(t, json.Unmarshal(r.body, &q))
-				assert.Equal(t, map[string]map[string]map[string]int64{idAlice.UUID: {"pithos.diskspace": {
+				require.Len(t, q, 1, "one project: the user's base project")
+				project := q[idAlice.UUID]
+				var names []string
+				for name := range project {
+					names = append(names, name)
+				}
+				sort.Strings(names)
+				assert.Equal(t, visible, names, "cyclades.total_cpu, cyclades.total_ram and astakos.pending_app are not api_visible")
+				assert.Equal(t, map[string]int64{
 					"usage": 0, "limit": c.want, "pending": 0,
 					"project_usage": 0, "project_limit": c.want, "project_pending": 0,
-				}}}, q)
+				}, project["pithos.diskspace"])
+				for _, name := range visible[:len(visible)-1] {
+					assert.Equal(t, map[string]int64{
+						"usage": 0, "limit": math.MaxInt64, "pending": 0,
+						"project_usage": 0, "project_limit": math.MaxInt64, "project_pending": 0,
+					}, project[name], name)
+				}
 			}
 		})
 	}
+}
+
+// GET resources (quotas.py resources; Resource.get_info) needs no token.
+func TestResources(t *testing.T) {
+	e := newIDEnv(t, Config{})
+	r := e.do(t, http.MethodGet, "/account/v1.0/resources", nil, "")
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
+	var res map[string]map[string]any
+	require.NoError(t, json.Unmarshal(r.body, &res))
+	assert.Len(t, res, 7)
+	assert.Equal(t, map[string]any{"service": "pithos_object-store", "description": "Pithos account diskspace",
+		"unit": "bytes", "ui_visible": true, "api_visible": true}, res["pithos.diskspace"])
+	assert.Equal(t, map[string]any{"service": "cyclades_compute", "description": "Number of virtual machines",
+		"unit": nil, "ui_visible": true, "api_visible": true}, res["cyclades.vm"])
+	assert.NotContains(t, res, "cyclades.total_cpu")
+	r = e.do(t, http.MethodPost, "/account/v1.0/resources", nil, "")
+	assert.Equal(t, http.StatusMethodNotAllowed, r.status)
 }
 
 func TestAccountAuthAndMethods(t *testing.T) {

@@ -611,10 +611,10 @@ func TestPithosGroups(t *testing.T) {
 	e.mustPut(t, psAlice, "c", "o", []byte("for friends"), map[string]string{"X-Object-Sharing": "read=" + psAlice.UUID + ":friends"})
 	assert.Equal(t, http.StatusForbidden, e.head(t, psBob, psAlice.UUID, "c", "o").status)
 
-	r := e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID)+"?update", map[string]string{"X-Account-Group-Friends": psBob.UUID + ", someone"}, nil)
+	r := e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID)+"?update", map[string]string{"X-Account-Group-Friends": psBob.UUID + ", " + psAlice.UUID}, nil)
 	require.Equal(t, http.StatusAccepted, r.status, "%s", r)
 	r = e.do(t, &psAlice, http.MethodHead, pp(psAlice.UUID), nil, nil)
-	assert.Equal(t, psBob.UUID+",someone", r.header.Get("X-Account-Group-Friends"))
+	assert.Equal(t, psAlice.UUID+","+psBob.UUID, r.header.Get("X-Account-Group-Friends"))
 	assert.Equal(t, http.StatusOK, e.head(t, psBob, psAlice.UUID, "c", "o").status, "a member of the group reads")
 
 	r = e.do(t, &psAlice, http.MethodPost, pp(psAlice.UUID)+"?update", map[string]string{"X-Account-Group-Best_friends": "x"}, nil)
@@ -708,4 +708,37 @@ func TestPithosUpdateFromSource(t *testing.T) {
 	r = e.do(t, &psAlice, http.MethodGet, pp(psAlice.UUID, "c", "dst")+"?version=list&format=xml", nil, nil)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, 3, strings.Count(string(r.body), "<version timestamp="))
+}
+
+// account_update (snf-pithos-app api/functions.py) resolves every group
+// member through Astakos before changing anything: with
+// PITHOS_TRANSLATE_UUIDS off, the default, members are uuids and
+// retrieve_displaynames(..., fail_silently=False) raises ItemNotExists
+// ('Unknown displaynames: <uuids>', util.py), answered as 400 badRequest.
+func TestPithosGroupsUnknownMember(t *testing.T) {
+	e := newPsEnv(t, Config{})
+	acct := pp(psAlice.UUID)
+	r := e.do(t, &psAlice, http.MethodPost, acct+"?update", map[string]string{"X-Account-Group-Friends": psBob.UUID}, nil)
+	require.Equal(t, http.StatusAccepted, r.status)
+
+	cases := []struct {
+		name, query string
+		hdr         map[string]string
+		msg         string
+	}{
+		{"unknown uuid", "?update", map[string]string{"X-Account-Group-Friends": psBob.UUID + ",nobody-uuid"}, "Unknown displaynames: nobody-uuid"},
+		{"a display name is not a uuid", "?update", map[string]string{"X-Account-Group-Friends": "bob"}, "Unknown displaynames: bob"},
+		{"several unknown", "?update", map[string]string{"X-Account-Group-Team": "zz, yy"}, "Unknown displaynames: yy, zz"},
+		{"without ?update too", "", map[string]string{"X-Account-Group-Team": "ghost", "X-Account-Meta-M": "1"}, "Unknown displaynames: ghost"},
+	}
+	for _, c := range cases {
+		r := e.do(t, &psAlice, http.MethodPost, acct+c.query, c.hdr, nil)
+		require.Equal(t, http.StatusBadRequest, r.status, c.name)
+		assert.Equal(t, `{"badRequest": {"code": 400, "message": "`+c.msg+`", "details": ""}}`, string(r.body), c.name)
+	}
+	// Nothing changed: not the groups, not the meta.
+	r = e.do(t, &psAlice, http.MethodHead, acct, nil, nil)
+	assert.Equal(t, psBob.UUID, r.header.Get("X-Account-Group-Friends"))
+	assert.Empty(t, r.header.Values("X-Account-Group-Team"))
+	assert.Empty(t, r.header.Values("X-Account-Meta-M"))
 }

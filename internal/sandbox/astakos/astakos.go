@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -14,10 +13,6 @@ import (
 
 	"github.com/imagesync/imagesync/internal/sandbox/wire"
 )
-
-// unlimitedQuota is how Astakos reports a limit nobody set:
-// synnefo.util.units.PRACTICALLY_INFINITE = 2**63 - 1.
-const unlimitedQuota int64 = math.MaxInt64
 
 // tokenLifetime mirrors ASTAKOS_AUTH_TOKEN_DURATION's default (30 days): the
 // sandbox never expires tokens on its own, but the catalog reply carries an
@@ -30,6 +25,7 @@ var (
 	reValidateToken   = regexp.MustCompile(`^v2.0/tokens/(.+?)/?$`)
 	reTokens          = regexp.MustCompile(`^v2.0/tokens/?$`)
 	reQuotas          = regexp.MustCompile(`^quotas/?$`)
+	reResources       = regexp.MustCompile(`^resources/?$`)
 	reUserCatalogs    = regexp.MustCompile(`^user_catalogs/?$`)
 )
 
@@ -355,6 +351,8 @@ func (s *Handler) serveAccount(w http.ResponseWriter, r *http.Request, rest stri
 	switch {
 	case ok && reQuotas.MatchString(p):
 		s.serveQuotas(w, r, ser)
+	case ok && reResources.MatchString(p):
+		s.serveResources(w, r, ser)
 	case ok && reUserCatalogs.MatchString(p):
 		s.serveUserCatalogs(w, r, ser)
 	default:
@@ -383,37 +381,6 @@ func (s *Handler) astakosUser(w http.ResponseWriter, r *http.Request, ser string
 		return User{}, false
 	}
 	return u, true
-}
-
-// serveQuotas answers GET quotas: {project: {resource: counters}}. A sandbox
-// user belongs to its base project only (uuid = user uuid) and the sandbox has
-// one resource, pithos.diskspace.
-func (s *Handler) serveQuotas(w http.ResponseWriter, r *http.Request, ser string) {
-	if r.Method != http.MethodGet {
-		astakosFault(w, r, ser, http.StatusMethodNotAllowed, wire.FaultNotAllowed, "Method not allowed", "", http.MethodGet)
-		return
-	}
-	u, ok := s.astakosUser(w, r, ser)
-	if !ok {
-		return
-	}
-	usage, err := s.store.Usage(u.UUID)
-	if err != nil {
-		astakosFault(w, r, ser, http.StatusInternalServerError, wire.FaultInternal, "Unexpected error", "")
-		return
-	}
-	limit := s.quota
-	if limit <= 0 {
-		limit = unlimitedQuota
-	}
-	wire.WriteJSON(w, http.StatusOK, wire.Ordered{{u.UUID, wire.Ordered{{"pithos.diskspace", wire.Ordered{
-		{"usage", usage},
-		{"limit", limit},
-		{"pending", 0},
-		{"project_usage", usage},
-		{"project_limit", limit},
-		{"project_pending", 0},
-	}}}}})
 }
 
 // serveUserCatalogs answers POST user_catalogs (astakos/api/util.py

@@ -693,12 +693,42 @@ func (s *Handler) accountPost(w http.ResponseWriter, r *http.Request, acct strin
 		sort.Strings(members)
 		groups[n] = members
 	}
+	if err := s.checkGroupMembers(groups); err != nil {
+		s.fail(w, r, ser, err)
+		return
+	}
 	_, update := r.URL.Query()["update"]
 	if err := s.store.UpdateAccount(u.UUID, acct, meta, groups, !update); err != nil {
 		s.fail(w, r, ser, err)
 		return
 	}
 	respond(w, r, http.StatusAccepted, wire.JSONType, nil)
+}
+
+// checkGroupMembers resolves group members through Astakos as
+// account_update does before any change: with PITHOS_TRANSLATE_UUIDS off
+// (the default) members are uuids, retrieve_displaynames(...,
+// fail_silently=False) asks Astakos' user catalog for their names, and
+// uuids it does not know fail the request: ItemNotExists('Unknown
+// displaynames: <uuids>') becomes a 400 with that message.
+func (s *Handler) checkGroupMembers(groups map[string][]string) error {
+	names := make([]string, 0, len(groups))
+	for n := range groups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		var missing []string
+		for _, m := range groups[n] {
+			if _, ok := s.users.ByUUID(m); !ok {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) > 0 {
+			return badRequest("Unknown displaynames: " + strings.Join(missing, ", "))
+		}
+	}
+	return nil
 }
 
 func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string) {
