@@ -52,6 +52,43 @@ func IDOf(fi fs.FileInfo) FileID {
 	return FileID{Dev: dev, Ino: ino}
 }
 
+// LinkPolicy says which symlinked images and metafiles a root takes.
+type LinkPolicy string
+
+// Link policies (watch[].follow_symlinks).
+const (
+	// LinksInside takes a symlinked file only when its target resolves
+	// inside one of the watch roots: a link cannot bring in a file from
+	// elsewhere on the host. The default.
+	LinksInside LinkPolicy = "inside"
+	// LinksNever takes no symlinked file.
+	LinksNever LinkPolicy = "never"
+	// LinksAny takes symlinked files wherever they point: anyone who can
+	// write to the folder can have syncd upload any file it can read.
+	LinksAny LinkPolicy = "any"
+)
+
+// ErrLinkRefused is matched (errors.Is) by every *LinkError.
+var ErrLinkRefused = errors.New("symlink refused")
+
+// LinkError is a symlinked image or metafile the root's link policy
+// refuses. It names the link and its target.
+type LinkError struct {
+	Link   string // the link's absolute path
+	Target string // where it resolves
+	Policy LinkPolicy
+}
+
+func (e *LinkError) Error() string {
+	if e.Policy == LinksNever {
+		return fmt.Sprintf("symlink %s -> %s not used: this folder takes no symlinks (follow_symlinks: never); put the file itself there", e.Link, e.Target)
+	}
+	return fmt.Sprintf("symlink %s -> %s not used: its target is outside every watch root (follow_symlinks: inside); move or copy the file into a watched folder", e.Link, e.Target)
+}
+
+// Is makes errors.Is(err, ErrLinkRefused) true.
+func (e *LinkError) Is(target error) bool { return target == ErrLinkRefused }
+
 // Roots is a validated set of watch roots with their rules.
 type Roots struct {
 	trees []*Tree
@@ -64,6 +101,12 @@ type Tree struct {
 	abs      string
 	patterns []string
 	poll     bool
+	links    LinkPolicy
+	set      *Roots // every root, for "inside a watch root"
+
+	// beforeOpen, if set, runs between the check and the open (tests use
+	// it to swap files in that window).
+	beforeOpen func()
 }
 
 // NewRoots validates the roots: each needs a directory, no two may be the
@@ -95,7 +138,15 @@ func NewRoots(roots []Root) (*Roots, error) {
 				return nil, fmt.Errorf("watch: root %q: pattern %q: patterns match base names, without '/'", rc.Dir, p)
 			}
 		}
-		rs.trees = append(rs.trees, &Tree{dir: rc.Dir, abs: abs, patterns: slices.Clone(pats), poll: rc.Poll})
+		links := rc.Links
+		switch links {
+		case "":
+			links = LinksInside
+		case LinksInside, LinksNever, LinksAny:
+		default:
+			return nil, fmt.Errorf("watch: root %q: follow_symlinks %q: want inside, never or any", rc.Dir, links)
+		}
+		rs.trees = append(rs.trees, &Tree{dir: rc.Dir, abs: abs, patterns: slices.Clone(pats), poll: rc.Poll, links: links, set: rs})
 	}
 	return rs, nil
 }
@@ -118,6 +169,9 @@ func (t *Tree) Dir() string { return t.dir }
 
 // Abs is the root's absolute path.
 func (t *Tree) Abs() string { return t.abs }
+
+// Links is the root's link policy.
+func (t *Tree) Links() LinkPolicy { return t.links }
 
 // Patterns are the root's image globs.
 func (t *Tree) Patterns() []string { return slices.Clone(t.patterns) }
@@ -221,9 +275,11 @@ func (t *Tree) entry(rel string, k Kind, typ fs.FileMode, info func() (fs.FileIn
 }
 
 // follow decides about a symlink. Directories are never followed; a
-// symlinked file is taken with its target's facts under the link's name.
+// symlinked file the link policy takes is named by the link and described
+// by its target.
 func (t *Tree) follow(e Entry) Entry {
-	info, err := os.Stat(t.AbsOf(e.RelPath))
+	abs := t.AbsOf(e.RelPath)
+	info, err := os.Stat(abs)
 	if err != nil {
 		if e.Kind != KindNone {
 			e.Err = fmt.Errorf("broken symlink: %w", err)
@@ -237,13 +293,46 @@ func (t *Tree) follow(e Entry) Entry {
 	if e.Kind == KindNone || !info.Mode().IsRegular() {
 		return e
 	}
-	target, err := filepath.EvalSymlinks(t.AbsOf(e.RelPath))
+	target, err := filepath.EvalSymlinks(abs)
 	if err != nil {
 		e.Err = fmt.Errorf("broken symlink: %w", err)
 		return e
 	}
+	switch t.links {
+	case LinksNever:
+		e.Err = &LinkError{Link: abs, Target: target, Policy: t.links}
+		return e
+	case LinksInside:
+		if _, _, ok := t.set.within(target); !ok {
+			e.Err = &LinkError{Link: abs, Target: target, Policy: t.links}
+			return e
+		}
+		// Describe the file that was found inside, not whatever the link
+		// points to a moment later.
+		if info, err = os.Lstat(target); err != nil || !info.Mode().IsRegular() {
+			e.Err = fmt.Errorf("symlink %s -> %s: %w", abs, target, ErrChanged)
+			return e
+		}
+	}
 	e.Target, e.Info = target, info
 	return e
+}
+
+// within finds the watch root whose directory (symlinks resolved) holds p,
+// an absolute path without symlinks, and p's path relative to it.
+func (rs *Roots) within(p string) (rootDir, rel string, ok bool) {
+	for _, t := range rs.trees {
+		dir, err := filepath.EvalSymlinks(t.abs)
+		if err != nil {
+			continue
+		}
+		r, err := filepath.Rel(dir, p)
+		if err != nil || r == "." || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) || filepath.IsAbs(r) {
+			continue
+		}
+		return dir, r, true
+	}
+	return "", "", false
 }
 
 // Visitor receives what Walk finds. Nil funcs are not called.
@@ -305,10 +394,14 @@ var ErrChanged = errors.New("the file changed since it was checked")
 
 // Open opens the file at rel for reading, applying the rules as they stand
 // now, and only if it is the file whose identity is want (a zero want
-// accepts the file the rules accept now). It never blocks on a FIFO swapped
-// in, and the open does not leave the directory tree the path resolves in.
-// Read the file only through the returned *os.File: its identity was
-// checked, the path's may change at any time.
+// accepts the file the rules accept now). A path swapped after the check is
+// never read: the open resolves beneath the watch root that held the file
+// (os.Root: a symlink swapped into the path cannot lead out of it), never
+// blocks on a FIFO swapped in, and the opened file's device and inode must be
+// want's, or Open closes it unread and returns ErrChanged. Read the file
+// only through the returned *os.File: its identity was checked, the path's
+// may change at any time. Errors: fs.ErrNotExist, ErrChanged,
+// ErrLinkRefused (a *LinkError), or why it could not be opened.
 func (t *Tree) Open(rel string, want FileID) (*os.File, error) {
 	e := t.Lstat(rel)
 	switch {
@@ -324,13 +417,10 @@ func (t *Tree) Open(rel string, want FileID) (*os.File, error) {
 	} else if e.ID() != want {
 		return nil, ErrChanged
 	}
-	var f *os.File
-	var err error
-	if e.Symlink {
-		f, err = os.OpenFile(e.Target, os.O_RDONLY|openNonblock|openNoFollow, 0)
-	} else {
-		f, err = openReadOnly(t.abs, rel)
+	if t.beforeOpen != nil {
+		t.beforeOpen()
 	}
+	f, err := t.open(rel, e)
 	if err != nil {
 		return nil, err
 	}
@@ -344,6 +434,23 @@ func (t *Tree) Open(rel string, want FileID) (*os.File, error) {
 		return nil, ErrChanged
 	}
 	return f, nil
+}
+
+// open opens the file e describes: beneath the root holding it, or for a
+// link the policy lets point anywhere, at its target without following a
+// link swapped in there.
+func (t *Tree) open(rel string, e Entry) (*os.File, error) {
+	if !e.Symlink {
+		return openReadOnly(t.abs, rel)
+	}
+	if dir, trel, inside := t.set.within(e.Target); inside {
+		return openReadOnly(dir, filepath.ToSlash(trel))
+	}
+	if t.links == LinksAny {
+		return os.OpenFile(e.Target, os.O_RDONLY|openNonblock|openNoFollow, 0)
+	}
+	// Only a race gets here: the target left the roots since the Lstat.
+	return nil, &LinkError{Link: t.AbsOf(rel), Target: e.Target, Policy: t.links}
 }
 
 // openReadOnly opens rel under dir without following a symlink out of dir

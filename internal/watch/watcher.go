@@ -28,6 +28,8 @@ type Root struct {
 	// Patterns are the image globs matched against base names; empty means
 	// DefaultPatterns.
 	Patterns []string
+	// Links is the symlink policy; "" means LinksInside.
+	Links LinkPolicy
 	// Poll disables fsnotify for this root and polls every Options.Poll
 	// instead (for NFS, SMB, FUSE and similar, where inotify sees nothing of
 	// changes made by other hosts).
@@ -136,6 +138,10 @@ func New(opts Options) (*Watcher, error) {
 		return nil, err
 	}
 	for _, t := range roots.Trees() {
+		if t.links == LinksAny {
+			w.log.Warn("follow_symlinks: any — a symlink dropped into this folder makes syncd upload any file it can read, wherever it is",
+				zap.String("root", t.dir))
+		}
 		w.roots = append(w.roots, &rootState{
 			Tree:       t,
 			polling:    t.poll,

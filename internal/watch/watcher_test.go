@@ -445,28 +445,111 @@ func TestSymlinks(t *testing.T) {
 		require.NoError(t, os.Symlink(target, filepath.Join(dir, name)))
 	}
 	h := start(t, opts(t, dir))
-	evs := h.waitFor("links settled", func(evs []stamped) bool { return len(only[ImageReady](evs)) == 3 })
-	assert.ElementsMatch(t, []string{"real/r.diskdump", "ext.diskdump", "samedir.diskdump"}, readyPaths(evs))
-	ext := readyFor(evs, "ext.diskdump")[0]
-	assert.Equal(t, int64(len("external")), ext.Size)
-	assert.Equal(t, filepath.Join(dir, "ext.diskdump"), ext.AbsPath)
+	evs := h.waitFor("links settled", func(evs []stamped) bool { return len(only[ImageReady](evs)) == 2 && len(only[Error](evs)) == 3 })
+	assert.ElementsMatch(t, []string{"real/r.diskdump", "samedir.diskdump"}, readyPaths(evs))
+	same := readyFor(evs, "samedir.diskdump")[0]
+	assert.Equal(t, int64(len("real")), same.Size)
+	assert.Equal(t, filepath.Join(dir, "samedir.diskdump"), same.AbsPath)
 
 	errs := map[string]error{}
 	for _, e := range only[Error](evs) {
 		errs[e.RelPath] = e.Err
 	}
-	require.Len(t, errs, 2, "%v", errs)
+	require.Len(t, errs, 3, "%v", errs)
 	assert.ErrorIs(t, errs["self.diskdump"], syscall.ELOOP)
 	assert.ErrorIs(t, errs["dangling.diskdump"], os.ErrNotExist)
 	assert.Contains(t, errs["self.diskdump"].Error(), "broken symlink")
+	// The link to a file outside the roots is refused, naming both ends.
+	var le *LinkError
+	require.ErrorAs(t, errs["ext.diskdump"], &le)
+	assert.Equal(t, filepath.Join(dir, "ext.diskdump"), le.Link)
+	assert.Equal(t, filepath.Join(outside, "target.bin"), le.Target)
+	assert.Contains(t, le.Error(), "outside every watch root")
 
 	// A link created while running, into a loop: nothing hangs.
 	require.NoError(t, os.Symlink("..", filepath.Join(dir, "real", "up2")))
 	write(t, filepath.Join(dir, "real", "after.diskdump"), "a")
 	h.waitFor("after", hasReady("real/after.diskdump"))
 	evs = h.rescan(false)
-	assert.Len(t, only[ImageReady](evs), 4)
-	assert.Len(t, only[Error](evs), 2, "errors are not repeated by rescans")
+	assert.Len(t, only[ImageReady](evs), 3)
+	assert.Len(t, only[Error](evs), 3, "errors are not repeated by rescans")
+
+	// A reported link re-pointed outside the roots is an image no more.
+	tmp := filepath.Join(dir, ".swap")
+	require.NoError(t, os.Symlink(filepath.Join(outside, "target.bin"), tmp))
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, "samedir.diskdump")))
+	evs = h.waitFor("samedir removed", func(evs []stamped) bool {
+		for _, r := range only[ImageRemoved](evs) {
+			if r.RelPath == "samedir.diskdump" {
+				return true
+			}
+		}
+		return false
+	})
+	assert.Len(t, readyFor(evs, "samedir.diskdump"), 1, "not reported again")
+}
+
+// TestSymlinkPolicies: follow_symlinks inside (the default) takes links
+// into any watch root and none out of them; never takes none; any takes all.
+func TestSymlinkPolicies(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	a, b, outside := filepath.Join(base, "a"), filepath.Join(base, "b"), filepath.Join(base, "outside")
+	write(t, filepath.Join(a, "own.diskdump"), "own")
+	write(t, filepath.Join(b, "sub", "other.bin"), "in b")
+	write(t, filepath.Join(outside, "secret"), "secret")
+	// A root reached through a symlink still counts as inside.
+	require.NoError(t, os.Symlink(b, filepath.Join(base, "b-alias")))
+	for name, target := range map[string]string{
+		"same.diskdump":            "own.diskdump",
+		"other-root.diskdump":      filepath.Join(base, "b-alias", "sub", "other.bin"),
+		"out.diskdump":             filepath.Join(outside, "secret"),
+		"dotdot.diskdump":          "../outside/secret",
+		"out.diskdump.meta":        filepath.Join(outside, "secret"),
+		"own.diskdump.meta":        filepath.Join(base, "b", "sub", "other.bin"),
+		"via-other-root.diskdump":  filepath.Join(base, "b", "link-out"),
+		"_template.meta":           "../outside/secret",
+		"unrelated-outside-target": filepath.Join(outside, "secret"),
+	} {
+		require.NoError(t, os.Symlink(target, filepath.Join(a, name)))
+	}
+	// A link in another root pointing out: a chain does not launder it.
+	require.NoError(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(b, "link-out")))
+
+	for _, tc := range []struct {
+		policy LinkPolicy
+		ready  []string
+		metas  []string
+		bad    []string
+	}{
+		{"", []string{"own.diskdump", "same.diskdump", "other-root.diskdump"}, []string{"own.diskdump.meta"},
+			[]string{"out.diskdump", "dotdot.diskdump", "out.diskdump.meta", "via-other-root.diskdump", "_template.meta"}},
+		{LinksNever, []string{"own.diskdump"}, nil,
+			[]string{"same.diskdump", "other-root.diskdump", "out.diskdump", "dotdot.diskdump", "out.diskdump.meta", "own.diskdump.meta", "via-other-root.diskdump", "_template.meta"}},
+		{LinksAny, []string{"own.diskdump", "same.diskdump", "other-root.diskdump", "out.diskdump", "dotdot.diskdump", "via-other-root.diskdump"},
+			[]string{"own.diskdump.meta", "out.diskdump.meta", "_template.meta"}, nil},
+	} {
+		t.Run(string(tc.policy)+"-", func(t *testing.T) {
+			o := opts(t, a)
+			o.Roots = []Root{{Dir: a, Links: tc.policy}, {Dir: filepath.Join(base, "b-alias"), Patterns: []string{"*.none"}}}
+			h := start(t, o)
+			evs := h.waitFor("settled", func(evs []stamped) bool {
+				return len(only[ImageReady](evs)) == len(tc.ready) && len(only[MetaChanged](evs)) == len(tc.metas) && len(only[Error](evs)) == len(tc.bad)
+			})
+			assert.ElementsMatch(t, tc.ready, readyPaths(evs))
+			var metas, bad []string
+			for _, m := range only[MetaChanged](evs) {
+				metas = append(metas, m.RelPath)
+			}
+			for _, e := range only[Error](evs) {
+				bad = append(bad, e.RelPath)
+				assert.ErrorIs(t, e, ErrLinkRefused)
+				assert.Contains(t, e.Error(), e.Path+" -> ")
+			}
+			assert.ElementsMatch(t, tc.metas, metas)
+			assert.ElementsMatch(t, tc.bad, bad)
+		})
+	}
 }
 
 func TestOddNames(t *testing.T) {
