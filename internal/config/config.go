@@ -89,7 +89,36 @@ type Watch struct {
 	// removed from the folder (the Pithos object stays). Off by default:
 	// a removal is only logged.
 	UnregisterDeleted bool `yaml:"unregister_deleted"`
+
+	// FollowSymlinks says which symlinked images and metafiles are used:
+	// "inside" (the default: only when the target resolves inside a watch
+	// root), "never", or "any" (wherever they point; warned about at start).
+	FollowSymlinks string `yaml:"follow_symlinks,omitempty"`
+	// Policy caps, for folders that more people can write to than the
+	// token should serve. Each refusal is an archived failure naming the
+	// file and the rule.
+	//
+	// AllowPublic false refuses metafiles and templates that make an
+	// image public (unset means allowed).
+	AllowPublic *bool `yaml:"allow_public,omitempty"`
+	// AllowedMembers, when set (even to []), lists the only users a
+	// metafile or template may share an image with.
+	AllowedMembers []string `yaml:"allowed_members,omitempty"`
+	// Owners, when set, lists the users and groups (names or numeric ids;
+	// "user:x" or "group:x" to be explicit) whose files are accepted: an
+	// image or metafile owned by anybody else is refused.
+	Owners []string `yaml:"owners,omitempty"`
 }
+
+// Symlink policies of FollowSymlinks.
+const (
+	FollowInside = "inside"
+	FollowNever  = "never"
+	FollowAny    = "any"
+)
+
+// PublicAllowed reports whether metafiles may make images public.
+func (w Watch) PublicAllowed() bool { return w.AllowPublic == nil || *w.AllowPublic }
 
 // UploadsMetafile reports whether <object>.meta is uploaded after registration.
 func (w Watch) UploadsMetafile() bool { return w.UploadMetafile == nil || *w.UploadMetafile }

@@ -120,6 +120,11 @@ func TestValidationErrors(t *testing.T) {
 		{"bad listen", "http: {listen: ':http'}\n", `http.listen: ":http": port "http" is not a number`},
 		{"bad cron", "schedule: {republish: 'every day'}\n", `schedule.republish: "every day"`},
 		{"broken YAML", "cloud: [\n", "invalid YAML"},
+		{"bad follow_symlinks", "watch: [{dir: a, container: c, follow_symlinks: always}]\n", `watch[0].follow_symlinks: "always": want inside, never or any`},
+		{"public but not allowed", "watch: [{dir: a, container: c, public: true, allow_public: false}]\n", "watch[0].allow_public: false contradicts public: true"},
+		{"unknown owner", "watch: [{dir: a, container: c, owners: [no-such-user-or-group-xyz]}]\n", `watch[0].owners: "no-such-user-or-group-xyz": no user or group of that name`},
+		{"bad owner kind", "watch: [{dir: a, container: c, owners: ['uid:0']}]\n", `watch[0].owners: "uid:0": want NAME, ID, user:NAME|ID or group:NAME|ID`},
+		{"bad member", "watch: [{dir: a, container: c, allowed_members: ['a,b']}]\n", `watch[0].allowed_members[0]: "a,b" is not a user uuid`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,4 +305,35 @@ func TestShippedConfigsAreValid(t *testing.T) {
 			assert.NoError(t, err)
 		})
 	}
+}
+
+func TestPolicyKeys(t *testing.T) {
+	cfg, err := Parse([]byte(`
+watch:
+  - {dir: a, container: c}
+  - {dir: b, container: c, follow_symlinks: never, allow_public: false, allowed_members: [], owners: [root, "group:0", "1000"]}
+  - {dir: d, container: c, allow_public: true, allowed_members: [u1, u2]}
+`))
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	a, b, d := cfg.Watch[0], cfg.Watch[1], cfg.Watch[2]
+	assert.True(t, a.PublicAllowed())
+	assert.Nil(t, a.AllowedMembers, "unset: any members")
+	assert.False(t, b.PublicAllowed())
+	assert.NotNil(t, b.AllowedMembers, "set to []: no members")
+	assert.Empty(t, b.AllowedMembers)
+	assert.Equal(t, FollowNever, b.FollowSymlinks)
+	assert.True(t, d.PublicAllowed())
+	assert.Equal(t, []string{"u1", "u2"}, d.AllowedMembers)
+
+	o, err := ParseOwners(b.Owners)
+	require.NoError(t, err)
+	assert.True(t, o.Allows(0, 1234), "user root")
+	assert.True(t, o.Allows(1234, 0), "group 0")
+	assert.True(t, o.Allows(1000, 1234), "a bare number is a uid")
+	assert.False(t, o.Allows(1234, 1000), "a bare number is not a gid")
+	assert.Equal(t, "group 0, user 1000, user root", o.String())
+	none, err := ParseOwners(nil)
+	require.NoError(t, err)
+	assert.True(t, none.Allows(1, 2), "no owners configured: everybody")
 }

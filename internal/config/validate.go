@@ -227,6 +227,20 @@ func (c *Config) check(p *problems, use Use) {
 				p.add(fmt.Sprintf("%s.patterns[%d]", key, j), "%q is not a file name pattern such as *.diskdump", pat)
 			}
 		}
+		if w.FollowSymlinks != "" {
+			checkOneOf(p, key+".follow_symlinks", w.FollowSymlinks, FollowInside, FollowNever, FollowAny)
+		}
+		if w.Public && !w.PublicAllowed() {
+			p.add(key+".allow_public", "false contradicts public: true; drop one")
+		}
+		for j, m := range w.AllowedMembers {
+			if strings.TrimSpace(m) == "" || strings.ContainsAny(m, ",;= \t") {
+				p.add(fmt.Sprintf("%s.allowed_members[%d]", key, j), "%q is not a user uuid", m)
+			}
+		}
+		if _, err := ParseOwners(w.Owners); err != nil {
+			p.add(key+".owners", "%v", err)
+		}
 	}
 
 	// schedule

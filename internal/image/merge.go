@@ -172,34 +172,74 @@ func (r *Resolved) apply(m *Metafile, ph Placeholders) error {
 	return nil
 }
 
+// MaxChainDepth bounds how many directory levels of templates an image's
+// metadata is built from: _template.meta in the watch root and in every
+// directory down to the image's. A deeper image is refused rather than have
+// a hostile tree make every registration read thousands of files.
+const MaxChainDepth = 32
+
+// Opener opens a metafile by its '/'-separated path relative to the watch
+// root. A missing file is an error satisfying errors.Is(err, fs.ErrNotExist).
+type Opener func(rel string) (*os.File, error)
+
 // LoadChain reads the metafiles that shape the image at relPath ('/'-separated,
 // relative to root): _template.meta in root and in every directory down to
-// the image's, and <image>.meta beside it. Missing files are skipped (the
-// slice holds only the templates that exist; perImage is nil if absent).
-// Each Metafile's Source is its path under root, as filepath.Join(root, …).
+// the image's, and <image>.meta beside it, opening them with os.Open. See
+// LoadChainWith.
 func LoadChain(root, relPath string) (templates []*Metafile, perImage *Metafile, err error) {
+	return LoadChainWith(root, relPath, func(rel string) (*os.File, error) {
+		return os.Open(filepath.Join(root, filepath.FromSlash(rel)))
+	})
+}
+
+// ChainPaths lists the metafiles that shape the image at relPath, relative
+// to the root and lowest precedence first: _template.meta from the root
+// down, then <image>.meta. It refuses an image more than MaxChainDepth
+// directories deep.
+func ChainPaths(relPath string) ([]string, error) {
 	if err := checkRelPath(relPath); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dirs := []string{""}
 	if d := path.Dir(relPath); d != "." {
 		parts := strings.Split(d, "/")
+		if len(parts)+1 > MaxChainDepth {
+			return nil, &MetafileError{File: relPath, Msg: fmt.Sprintf(
+				"the image is %d directories below its watch root; templates are read from at most %d levels: move it higher up", len(parts), MaxChainDepth-1)}
+		}
 		for i := range parts {
 			dirs = append(dirs, strings.Join(parts[:i+1], "/"))
 		}
 	}
+	out := make([]string, 0, len(dirs)+1)
 	for _, d := range dirs {
-		m, err := loadMetafile(filepath.Join(root, filepath.FromSlash(d), TemplateFile))
+		out = append(out, path.Join(d, TemplateFile))
+	}
+	return append(out, relPath+MetafileSuffix), nil
+}
+
+// LoadChainWith reads the metafiles of ChainPaths(relPath), opening each
+// with open. Missing files are skipped (the slice holds only the templates
+// that exist; perImage is nil if absent). A file over MaxMetafileSize is
+// refused from its size, without being read. Each Metafile's Source is its
+// path, as filepath.Join(root, …).
+func LoadChainWith(root, relPath string, open Opener) (templates []*Metafile, perImage *Metafile, err error) {
+	paths, err := ChainPaths(relPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, rel := range paths {
+		m, err := loadMetafile(filepath.Join(root, filepath.FromSlash(rel)), func() (*os.File, error) { return open(rel) })
 		if err != nil {
 			return nil, nil, err
 		}
-		if m != nil {
+		switch {
+		case m == nil:
+		case i == len(paths)-1:
+			perImage = m
+		default:
 			templates = append(templates, m)
 		}
-	}
-	perImage, err = loadMetafile(filepath.Join(root, filepath.FromSlash(relPath)) + MetafileSuffix)
-	if err != nil {
-		return nil, nil, err
 	}
 	return templates, perImage, nil
 }
@@ -213,15 +253,22 @@ func checkRelPath(rel string) error {
 }
 
 // loadMetafile reads and parses one metafile; (nil, nil) if it does not exist.
-func loadMetafile(name string) (*Metafile, error) {
-	f, err := os.Open(name)
+func loadMetafile(name string, open func() (*os.File, error)) (*Metafile, error) {
+	f, err := open()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
 		return nil, &MetafileError{File: name, Msg: "cannot read: " + errText(err), Err: err}
+	case err != nil:
+		return nil, err // a refusal by the opener, which says it all itself
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > MaxMetafileSize {
+		return nil, &MetafileError{File: name, Msg: fmt.Sprintf("file is %d bytes, more than the %d a metafile may have; it was not read", fi.Size(), MaxMetafileSize)}
+	}
 	data, err := readLimited(f)
 	if err != nil {
 		return nil, &MetafileError{File: name, Msg: "cannot read: " + errText(err), Err: err}

@@ -2,9 +2,12 @@ package image
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -332,14 +335,38 @@ func TestLoadChainErrors(t *testing.T) {
 	assert.Equal(t, filepath.Join(root, "b", "x.diskdump.meta"), me.File)
 	assert.Contains(t, err.Error(), "cannot read: read: is a directory")
 
-	// Too large: read no further than the limit.
+	// Too large: refused from its size, not read at all.
 	big := make([]byte, MaxMetafileSize+10)
 	for i := range big {
 		big[i] = ' '
 	}
 	writeFile(t, filepath.Join(root, "c", "x.diskdump.meta"), string(big))
 	_, _, err = LoadChain(root, "c/x.diskdump")
-	assert.EqualError(t, err, filepath.Join(root, "c", "x.diskdump.meta")+": file is 1048577 bytes, more than the 1048576 a metafile may have")
+	assert.EqualError(t, err, filepath.Join(root, "c", "x.diskdump.meta")+": file is 1048586 bytes, more than the 1048576 a metafile may have; it was not read")
+	var shared *os.File // shares the open file's offset, which reading would move
+	_, _, err = LoadChainWith(root, "c/x.diskdump", func(rel string) (*os.File, error) {
+		f, err := os.Open(filepath.Join(root, filepath.FromSlash(rel)))
+		if err == nil && rel == "c/x.diskdump.meta" {
+			fd, derr := syscall.Dup(int(f.Fd()))
+			require.NoError(t, derr)
+			shared = os.NewFile(uintptr(fd), "dup")
+		}
+		return f, err
+	})
+	require.Error(t, err)
+	require.NotNil(t, shared)
+	off, err := shared.Seek(0, io.SeekCurrent)
+	require.NoError(t, err)
+	assert.Zero(t, off, "the oversized metafile was not read")
+	shared.Close()
+
+	// Too deep: a template chain longer than MaxChainDepth is refused.
+	deep := strings.Repeat("d/", MaxChainDepth) + "x.diskdump"
+	_, _, err = LoadChain(root, deep)
+	require.ErrorAs(t, err, &me)
+	assert.Contains(t, err.Error(), "templates are read from at most 31 levels")
+	_, _, err = LoadChain(root, strings.Repeat("d/", MaxChainDepth-1)+"x.diskdump")
+	assert.NoError(t, err, "as deep as allowed")
 
 	if os.Geteuid() != 0 { // root reads anything
 		p := filepath.Join(root, "d", "x.diskdump.meta")

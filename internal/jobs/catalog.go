@@ -6,16 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/image"
 	"github.com/imagesync/imagesync/internal/location"
 )
 
@@ -35,11 +33,12 @@ type FileFacts struct {
 type Catalog struct {
 	roots []config.Watch
 	node  string
+	files rootFiles // the watch rules and policy caps of each root (files.go)
 }
 
 // NewCatalog indexes the watch entries.
 func NewCatalog(roots []config.Watch, node string) *Catalog {
-	return &Catalog{roots: roots, node: node}
+	return &Catalog{roots: roots, node: node, files: newRootFiles(roots)}
 }
 
 // Roots returns the watch entries.
@@ -133,8 +132,11 @@ func (c *Catalog) UnregisterRequest(rootDir, rel string, removedAt time.Time) (R
 }
 
 // MetaFingerprint hashes everything the desired metadata of ref is built
-// from: the watch entry's defaults and public flag, every _template.meta
-// from the root down, and the image's own metafile.
+// from: the watch entry's defaults, public flag and policy caps, every
+// _template.meta from the root down, and the image's own metafile. It reads
+// the metafiles as the registration will (the root's rules and caps; an
+// oversized one is hashed by its size, unread), and a file it cannot use is
+// hashed as such, so the registration runs and reports it.
 func (c *Catalog) MetaFingerprint(ref ImageRef) (string, error) {
 	w, err := c.Root(ref.Root)
 	if err != nil {
@@ -143,35 +145,44 @@ func (c *Catalog) MetaFingerprint(ref ImageRef) (string, error) {
 	h := sha256.New()
 	defaults, _ := json.Marshal(w.Defaults)
 	fmt.Fprintf(h, "defaults=%s;public=%v;prefix=%s;", defaults, w.Public, w.Prefix)
-	for _, p := range MetafileChain(ref.Root, ref.RelPath) {
-		b, err := os.ReadFile(p)
-		switch {
-		case err == nil:
-			fmt.Fprintf(h, "%s=%d:", p, len(b))
-			h.Write(b)
-		case errors.Is(err, fs.ErrNotExist):
-			fmt.Fprintf(h, "%s=absent;", p)
-		default:
-			return "", permanent(fmt.Errorf("metafile %s: %w", p, err))
-		}
+	fmt.Fprintf(h, "allow_public=%v;allowed_members=%q;owners=%q;links=%s;", w.PublicAllowed(), w.AllowedMembers, w.Owners, w.FollowSymlinks)
+	paths, err := image.ChainPaths(ref.RelPath)
+	if err != nil {
+		fmt.Fprintf(h, "chain=%v;", err)
+		return hex.EncodeToString(h.Sum(nil))[:24], nil
+	}
+	open := c.metafileOpener(w)
+	for _, rel := range paths {
+		fmt.Fprintf(h, "%s=", rel)
+		hashMetafile(h, open, rel)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:24], nil
 }
 
-// MetafileChain lists the metafiles that shape an image's metadata, lowest
-// precedence first: _template.meta from the root down, then <image>.meta.
-func MetafileChain(root, rel string) []string {
-	var out []string
-	dir := ""
-	out = append(out, filepath.Join(root, "_template.meta"))
-	parts := strings.Split(path.Dir(rel), "/")
-	if path.Dir(rel) != "." {
-		for _, p := range parts {
-			dir = path.Join(dir, p)
-			out = append(out, filepath.Join(root, filepath.FromSlash(dir), "_template.meta"))
-		}
+// hashMetafile writes one metafile's content, or why it has none, to h.
+func hashMetafile(h io.Writer, open image.Opener, rel string) {
+	f, err := open(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprint(h, "absent;")
+		return
+	case err != nil:
+		fmt.Fprintf(h, "unusable:%v;", err)
+		return
 	}
-	return append(out, filepath.Join(root, filepath.FromSlash(rel))+".meta")
+	defer f.Close()
+	fi, err := f.Stat()
+	if err == nil && fi.Size() > image.MaxMetafileSize {
+		fmt.Fprintf(h, "oversized:%d;", fi.Size())
+		return
+	}
+	b, err := io.ReadAll(io.LimitReader(f, image.MaxMetafileSize+1))
+	if err != nil {
+		fmt.Fprintf(h, "unreadable:%v;", err)
+		return
+	}
+	fmt.Fprintf(h, "%d:", len(b))
+	h.Write(b)
 }
 
 func fileFingerprint(f FileFacts) string {

@@ -109,8 +109,11 @@ func hint(err error) string {
 	var (
 		rerr *rest.Error
 		qerr *pithos.QuotaError
+		perr *PolicyError
 	)
 	switch {
+	case errors.As(err, &perr):
+		return "then run `syncctl retry`; an edited metafile is picked up by itself"
 	case errors.As(err, &qerr):
 		// Its message already says how much is needed and is free.
 		return "run `syncctl retry` once there is room"

@@ -23,7 +23,7 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 	log := Logger(ctx, w.d.Log).With(zap.String("path", p.RelPath), zap.String("object", p.Location()))
 	pw := newProgressWriter(resultWriter(t), Progress{Phase: pithos.PhaseHashing, Path: p.RelPath, Object: p.Location(), TotalBytes: p.Size})
 
-	f, err := openImage(p)
+	f, err := w.d.Catalog.openImage(p)
 	if errors.Is(err, errImageGone) {
 		// Not a failure: there is nothing to upload, and whatever failed
 		// about this path before is moot now.

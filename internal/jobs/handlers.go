@@ -3,10 +3,6 @@ package jobs
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -142,38 +138,4 @@ func (w *Worker) resolved(ctx context.Context, ref ImageRef, log *zap.Logger, ty
 	if err := w.d.Enqueuer.Failures().Resolve(context.WithoutCancel(ctx), ref.Location(), types...); err != nil {
 		log.Warn("cannot clear the image's earlier failures", zap.Error(err))
 	}
-}
-
-// errImageGone is openImage's answer for a file that was removed or renamed
-// away before its upload ran: nothing to upload, and nothing to fix (a
-// renamed file is uploaded under its new name).
-var errImageGone = errors.New("the image file was removed or renamed before it could be uploaded")
-
-// openImage opens the image file and checks it is still the content the
-// task was made for. A changed file returns (nil, nil): the watcher reports
-// it again when it settles, under a new task id. A file that is gone returns
-// errImageGone.
-func openImage(p UploadPayload) (*os.File, error) {
-	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
-	f, err := os.Open(abs)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errImageGone
-		}
-		return nil, permanent(fmt.Errorf("cannot read image file %s: %w (make it readable by syncd, then run `syncctl retry`)", abs, err))
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat %s: %w", abs, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, permanent(fmt.Errorf("%s is not a regular file", abs))
-	}
-	if st.Size() != p.Size || st.ModTime().UnixNano() != p.MtimeNs {
-		f.Close()
-		return nil, nil
-	}
-	return f, nil
 }

@@ -38,7 +38,7 @@ type ScanResult struct {
 func WatchRoots(ws []config.Watch) []watch.Root {
 	roots := make([]watch.Root, len(ws))
 	for i, w := range ws {
-		roots[i] = watch.Root{Dir: w.Dir, Patterns: w.ImagePatterns()}
+		roots[i] = watch.Root{Dir: w.Dir, Patterns: w.ImagePatterns(), Links: watch.LinkPolicy(w.FollowSymlinks)}
 	}
 	return roots
 }

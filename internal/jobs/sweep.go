@@ -304,7 +304,7 @@ func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time) (*image.Resolved
 	}
 	var defaults *image.Metafile
 	if len(w.Defaults) > 0 {
-		defaults, err = image.MetafileFromMap(fmt.Sprintf("config watch entry %s: defaults", w.Dir), w.Defaults)
+		defaults, err = image.MetafileFromMap(configSource(w)+": defaults", w.Defaults)
 		if err != nil {
 			return nil, permanent(err)
 		}
@@ -313,20 +313,23 @@ func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time) (*image.Resolved
 		// `public: true` is the entry's default visibility; `defaults:`,
 		// templates and metafiles can still say otherwise.
 		if defaults == nil {
-			defaults = &image.Metafile{Source: fmt.Sprintf("config watch entry %s", w.Dir)}
+			defaults = &image.Metafile{Source: configSource(w)}
 		}
 		if defaults.IsPublic == nil {
 			t := true
 			defaults.IsPublic = &t
 		}
 	}
-	templates, perImage, err := image.LoadChain(ref.Root, ref.RelPath)
+	templates, perImage, err := image.LoadChainWith(ref.Root, ref.RelPath, c.metafileOpener(w))
 	if err != nil {
 		return nil, permanent(err)
 	}
 	r, err := image.Resolve(image.ResolveInput{RelPath: ref.RelPath, Date: mtime, Defaults: defaults, Templates: templates, PerImage: perImage})
 	if err != nil {
 		return nil, permanent(err)
+	}
+	if err := checkMetadataPolicy(w, ref.RelPath, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

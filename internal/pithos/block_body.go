@@ -22,8 +22,13 @@ import (
 // open file description (reopenFile), never a shared one: attempts of the
 // same block, and the transport finishing an attempt after a retry started,
 // cannot disturb each other's position.
+//
+// A reopened description is checked to be the same inode as f every time,
+// so blocks are only ever read from the file the caller opened and checked
+// (the upload's source may be a drop folder whose paths anyone can swap).
 type fileBlocks struct {
-	f *os.File
+	f  *os.File
+	fi os.FileInfo // f's, to check every reopened description against
 }
 
 // newFileBlocks returns a fileBlocks for r if r is an *os.File that can be
@@ -45,7 +50,7 @@ func newFileBlocks(r io.ReaderAt) *fileBlocks {
 	if err1 != nil || err2 != nil || !a.Mode().IsRegular() || !os.SameFile(a, b) {
 		return nil
 	}
-	return &fileBlocks{f: f}
+	return &fileBlocks{f: f, fi: a}
 }
 
 // open returns a body of the length bytes at off. It fails with an error
@@ -54,6 +59,10 @@ func (fb *fileBlocks) open(off, length int64) (io.ReadCloser, error) {
 	g, err := reopenFile(fb.f)
 	if err != nil {
 		return nil, err
+	}
+	if gi, err := g.Stat(); err != nil || !os.SameFile(fb.fi, gi) {
+		g.Close()
+		return nil, fmt.Errorf("%w: block at %d: a reopened descriptor is not the file being uploaded", ErrFileChanged, off)
 	}
 	if _, err := g.Seek(off, io.SeekStart); err != nil {
 		g.Close()

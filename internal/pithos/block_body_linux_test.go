@@ -142,3 +142,34 @@ func TestUploadFileShrunkWhileSendingIsDetected(t *testing.T) {
 	require.ErrorAs(t, err, &be)
 	assert.Equal(t, "read", be.Op)
 }
+
+// TestUploadReadsOnlyTheOpenedFile: the path of the file being uploaded is
+// replaced (renamed over, as a writer of a drop folder could) while blocks
+// are being sent with sendfile. Every block still comes from the file the
+// caller opened: the object is its content, and not a byte of the file now
+// at the path is sent.
+func TestUploadReadsOnlyTheOpenedFile(t *testing.T) {
+	e := newEnv(t, sandbox.Config{})
+	data := testData(8*tbs, 1<<30, 94)
+	f := e.file(t, "img", data)
+	other := make([]byte, len(data))
+	for i := range other {
+		other[i] = data[i] ^ 0xa5
+	}
+	var once sync.Once
+	res, err := e.c.Upload(context.Background(), "c", "img", f, UploadOptions{
+		BlockConcurrency: 1, ProgressInterval: time.Nanosecond,
+		Progress: func(p Progress) {
+			if p.Phase == PhaseUploading {
+				once.Do(func() {
+					tmp := f.Name() + ".new"
+					require.NoError(t, os.WriteFile(tmp, other, 0o644))
+					require.NoError(t, os.Rename(tmp, f.Name()))
+				})
+			}
+		},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, merkleOf(data, tbs), res.Hash)
+	assert.Equal(t, data, e.download(t, "c", "img"))
+}

@@ -29,3 +29,11 @@ const (
 func isWatchLimit(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EMFILE)
 }
+
+// Owner returns the owning user and group in a stat result.
+func Owner(fi fs.FileInfo) (uid, gid uint32, ok bool) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid, st.Gid, true
+	}
+	return 0, 0, false
+}
