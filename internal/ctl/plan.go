@@ -234,7 +234,7 @@ func renderPlan(doc PlanDoc) []byte {
 		t.flush()
 	}
 	for _, p := range doc.Problems {
-		fmt.Fprintf(&buf, "cannot read %s: %s\n", p.Path, p.Error)
+		fmt.Fprintf(&buf, "cannot read %s: %s\n", escapeText(p.Path), escapeText(p.Error))
 	}
 	var parts []string
 	for _, k := range []string{ActionUpload, ActionRegister, ActionNone, ActionQueued, ActionFailed, ActionError} {

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/rivo/uniseg"
 )
 
 // emitJSON writes v as one indented JSON document.
@@ -19,17 +20,20 @@ func (a *app) emitJSON(v any) error {
 	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("encoding JSON: %w", err)
 	}
-	return a.writeOut(buf.Bytes())
+	return a.writeRaw(buf.Bytes())
 }
 
-// table collects rows and renders them aligned.
+// table collects rows and renders them aligned by display width (a CJK
+// character or an emoji takes two columns), two spaces between columns. The
+// last cell of a row is not padded. Cells are escaped (escapeText): pass
+// them raw.
 type table struct {
-	buf *bytes.Buffer
-	tw  *tabwriter.Writer
+	buf  *bytes.Buffer
+	rows [][]string
 }
 
 func newTable(buf *bytes.Buffer, header ...string) *table {
-	t := &table{buf: buf, tw: tabwriter.NewWriter(buf, 0, 0, 2, ' ', 0)}
+	t := &table{buf: buf}
 	if len(header) > 0 {
 		t.row(header...)
 	}
@@ -37,14 +41,34 @@ func newTable(buf *bytes.Buffer, header ...string) *table {
 }
 
 func (t *table) row(cells ...string) {
+	row := make([]string, len(cells))
 	for i, c := range cells {
-		// Tabs and newlines in file names or messages would break alignment.
-		cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c)
+		row[i] = escapeText(c)
 	}
-	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+	t.rows = append(t.rows, row)
 }
 
-func (t *table) flush() { _ = t.tw.Flush() }
+func (t *table) flush() {
+	var widths []int
+	for _, r := range t.rows {
+		for i, c := range r[:max(len(r)-1, 0)] {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], uniseg.StringWidth(c))
+		}
+	}
+	for _, r := range t.rows {
+		for i, c := range r {
+			t.buf.WriteString(c)
+			if i < len(r)-1 {
+				t.buf.WriteString(strings.Repeat(" ", widths[i]-uniseg.StringWidth(c)+2))
+			}
+		}
+		t.buf.WriteByte('\n')
+	}
+	t.rows = nil
+}
 
 // timePtr is nil for the zero time, so JSON shows null for "never".
 func timePtr(t time.Time) *time.Time {

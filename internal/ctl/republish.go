@@ -197,7 +197,7 @@ func renderImages(rep *jobs.SweepReport) []byte {
 
 func writeProblems(buf *bytes.Buffer, rep *jobs.SweepReport) {
 	for _, p := range rep.Problems {
-		fmt.Fprintf(buf, "cannot read %s\n", p)
+		fmt.Fprintf(buf, "cannot read %s\n", escapeText(p))
 	}
 }
 

@@ -111,10 +111,10 @@ func renderResync(doc ResyncDoc) []byte {
 		if e.Outcome == string(jobs.Queued) {
 			what = "already queued; asked to run now"
 		}
-		fmt.Fprintf(&buf, "%s → %s: %s (task %s on %s)\n", e.Path, e.Location, what, e.TaskID, e.Queue)
+		fmt.Fprintf(&buf, "%s → %s: %s (task %s on %s)\n", escapeText(e.Path), escapeText(e.Location), what, e.TaskID, escapeText(e.Queue))
 	}
 	for _, e := range doc.Errors {
-		fmt.Fprintf(&buf, "error: %s\n", e.Error)
+		fmt.Fprintf(&buf, "error: %s\n", escapeText(e.Error))
 	}
 	return buf.Bytes()
 }

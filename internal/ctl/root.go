@@ -42,6 +42,9 @@ type Options struct {
 	Stderr io.Writer
 	// Getenv reads the environment (SYNCD_* overrides); nil means os.Getenv.
 	Getenv func(string) string
+	// Terminal reports whether Stdout is a terminal (redrawn --watch
+	// screens, progress bars); nil means detect it.
+	Terminal func(io.Writer) bool
 }
 
 // Main runs syncctl with args (without the program name) and returns the
@@ -56,6 +59,9 @@ func Main(ctx context.Context, args []string, o Options) int {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
+	if o.Terminal == nil {
+		o.Terminal = isTerminal
+	}
 	a := newApp(o)
 	defer a.close()
 	root := a.rootCommand()
@@ -67,7 +73,7 @@ func Main(ctx context.Context, args []string, o Options) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(a.stderr, "syncctl: %v\n", ee.err)
+			fmt.Fprintf(a.stderr, "syncctl: %s\n", escapeText(ee.err.Error()))
 		}
 		if ee.code == ExitUsage && cmd != nil {
 			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
@@ -76,7 +82,7 @@ func Main(ctx context.Context, args []string, o Options) int {
 	}
 	// Anything cobra itself rejected (unknown command or flag, wrong number
 	// of arguments) is a usage error.
-	fmt.Fprintf(a.stderr, "syncctl: %v\n", err)
+	fmt.Fprintf(a.stderr, "syncctl: %s\n", escapeText(err.Error()))
 	if cmd != nil {
 		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
@@ -200,7 +206,7 @@ func (a *app) config(cmd *cobra.Command) (*config.Config, error) {
 	}
 	a.redact.add(cfg.Cloud.Token, cfg.Redis.Password)
 	for _, w := range cfg.Warnings {
-		fmt.Fprintf(a.stderr, "syncctl: warning: %s\n", w)
+		fmt.Fprintf(a.stderr, "syncctl: warning: %s\n", escapeText(w))
 	}
 	a.cfg = cfg
 	return cfg, nil
@@ -285,8 +291,14 @@ func (a *app) queues(cmd *cobra.Command) ([]string, error) {
 	return slices.Compact(qs), nil
 }
 
-// writeOut writes one whole rendering, so redaction sees complete lines.
+// writeOut writes one whole human rendering, so redaction sees complete
+// lines, with any control character a renderer let through escaped.
 func (a *app) writeOut(b []byte) error {
+	return a.writeRaw(sanitizeOutput(b))
+}
+
+// writeRaw writes JSON, or terminal control sequences of syncctl's own.
+func (a *app) writeRaw(b []byte) error {
 	_, err := a.stdout.Write(b)
 	return err
 }

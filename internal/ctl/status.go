@@ -120,7 +120,10 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `Show the queues and their task counts, the workers connected to Redis, the
 running jobs with their progress and throughput, the most recent failures
 with their messages, and why the queues are paused if the cloud rejected the
-token. --watch refreshes until interrupted.`,
+token. --watch refreshes until interrupted: on a terminal it redraws the
+screen; into a pipe or a file it prints one plain snapshot after another.
+--watch --json prints NDJSON: one compact JSON document per line and
+refresh.`,
 		Args: cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if interval <= 0 {
@@ -180,20 +183,32 @@ func (a *app) watchStatus(cmd *cobra.Command, interval time.Duration, failures, 
 			return err
 		}
 		if a.jsonOut {
+			// NDJSON: one compact document per line and refresh.
 			b, err := compactJSON(doc)
 			if err != nil {
 				return err
 			}
-			err = a.writeOut(b)
-			if err != nil {
+			if err := a.writeRaw(b); err != nil {
 				return err
 			}
 			continue
 		}
-		// Home the cursor and clear the screen, then draw the frame in one write.
-		frame := append([]byte("\x1b[H\x1b[2J"), renderStatus(doc)...)
+		if !a.opts.Terminal(a.opts.Stdout) {
+			// A pipe or a log: one plain snapshot after another.
+			frame := renderStatus(doc)
+			if i > 0 {
+				frame = append([]byte("\n"), frame...)
+			}
+			if err := a.writeOut(frame); err != nil {
+				return err
+			}
+			continue
+		}
+		// Home the cursor and clear the screen, then draw the frame in one
+		// write; the frame itself is sanitised, only these two are ours.
+		frame := sanitizeOutput(renderStatus(doc))
 		frame = fmt.Appendf(frame, "\nrefreshing every %s; Ctrl-C to stop\n", interval)
-		if err := a.writeOut(frame); err != nil {
+		if err := a.writeRaw(append([]byte("\x1b[H\x1b[2J"), frame...)); err != nil {
 			return err
 		}
 	}
@@ -287,8 +302,8 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 			}
 		}
 	}
-	sort.SliceStable(doc.Active, func(i, j int) bool { return doc.Active[i].ElapsedSeconds > doc.Active[j].ElapsedSeconds })
-	sort.SliceStable(failed, func(i, j int) bool { return failedAt(failed[i]).After(failedAt(failed[j])) })
+	sortActive(doc.Active)
+	sortFailures(failed)
 	doc.Failures = append(doc.Failures, failed[:min(failures, len(failed))]...)
 	for id := range prev {
 		if !seen[id] {
@@ -296,6 +311,36 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 		}
 	}
 	return doc, nil
+}
+
+// sortActive orders running jobs so that rows stay put between refreshes:
+// the longest-running first, ties (jobs yet to report) by queue and id,
+// never by the order Redis happened to list them in.
+func sortActive(jobs []ActiveJob) {
+	sort.SliceStable(jobs, func(i, j int) bool {
+		a, b := jobs[i], jobs[j]
+		if a.ElapsedSeconds != b.ElapsedSeconds {
+			return a.ElapsedSeconds > b.ElapsedSeconds
+		}
+		if a.Queue != b.Queue {
+			return a.Queue < b.Queue
+		}
+		return a.ID < b.ID
+	})
+}
+
+// sortFailures orders failures most recent first, ties by queue and id.
+func sortFailures(tasks []Task) {
+	sort.SliceStable(tasks, func(i, j int) bool {
+		a, b := tasks[i], tasks[j]
+		if ta, tb := failedAt(a), failedAt(b); !ta.Equal(tb) {
+			return ta.After(tb)
+		}
+		if a.Queue != b.Queue {
+			return a.Queue < b.Queue
+		}
+		return a.ID < b.ID
+	})
 }
 
 func failedAt(t Task) time.Time {
@@ -393,17 +438,17 @@ func progressSummary(p jobs.Progress) string {
 func renderStatus(doc *StatusDoc) []byte {
 	var buf bytes.Buffer
 	now := doc.Time
-	fmt.Fprintf(&buf, "imagesync status · redis %s · node %s · %s\n", doc.Redis, doc.Node, now.Local().Format("2006-01-02 15:04:05"))
+	fmt.Fprintf(&buf, "imagesync status · redis %s · node %s · %s\n", escapeText(doc.Redis), escapeText(doc.Node), now.Local().Format("2006-01-02 15:04:05"))
 	if doc.AuthPaused != "" {
-		fmt.Fprintf(&buf, "\n!! QUEUES PAUSED: the cloud rejected the token. Set a valid cloud.token / token_file / SYNCD_TOKEN and restart syncd.\n!! %s\n", oneLine(doc.AuthPaused))
+		fmt.Fprintf(&buf, "\n!! QUEUES PAUSED: the cloud rejected the token. Set a valid cloud.token / token_file / SYNCD_TOKEN and restart syncd.\n!! %s\n", escapeText(oneLine(doc.AuthPaused)))
 	}
 	if len(doc.Workers) == 0 {
 		fmt.Fprintln(&buf, "\nworkers: none connected to this Redis (is syncd running?)")
 	} else {
 		fmt.Fprintln(&buf, "\nworkers:")
 		for _, w := range doc.Workers {
-			fmt.Fprintf(&buf, "  %s pid %d  %s  %d/%d busy  queues %s  up %s\n", w.Host, w.PID, w.Status, w.Busy, w.Concurrency,
-				strings.Join(w.Queues, ","), upFor(now, w.StartedAt))
+			fmt.Fprintf(&buf, "  %s pid %d  %s  %d/%d busy  queues %s  up %s\n", escapeText(w.Host), w.PID, escapeText(w.Status), w.Busy, w.Concurrency,
+				escapeText(strings.Join(w.Queues, ",")), upFor(now, w.StartedAt))
 		}
 	}
 	fmt.Fprintln(&buf)
@@ -466,7 +511,7 @@ func renderStatus(doc *StatusDoc) []byte {
 					state += " " + ago(now, *f.NextProcessAt)
 				}
 			}
-			fmt.Fprintf(&buf, "  %s  %s %s  %s  [%s]\n    %s\n", when, shortType(f.Type), f.subject(), state, f.ID, oneLine(f.LastError))
+			fmt.Fprintf(&buf, "  %s  %s %s  %s  [%s]\n    %s\n", when, escapeText(shortType(f.Type)), escapeText(f.subject()), state, escapeText(f.ID), escapeText(oneLine(f.LastError)))
 		}
 		if doc.Totals.Archived > 0 {
 			fmt.Fprintln(&buf, "  (syncctl list failed · syncctl inspect ID · syncctl retry ID|--all)")

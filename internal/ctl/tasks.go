@@ -319,7 +319,11 @@ func renderTaskDetail(d TaskDetail, now time.Time) []byte {
 	}
 	t.flush()
 	if d.LastError != "" {
-		fmt.Fprintf(&buf, "\nlast error:\n  %s\n", strings.ReplaceAll(strings.TrimSpace(d.LastError), "\n", "\n  "))
+		lines := strings.Split(strings.TrimSpace(d.LastError), "\n")
+		for i, l := range lines {
+			lines[i] = escapeText(l)
+		}
+		fmt.Fprintf(&buf, "\nlast error:\n  %s\n", strings.Join(lines, "\n  "))
 	}
 	fmt.Fprintf(&buf, "\npayload:\n  %s\n", indentJSON(d.Payload))
 	if string(d.Result) != "null" && d.Progress == nil {
@@ -462,16 +466,16 @@ To redo work that completed, use "syncctl resync PATH" instead.`,
 func renderRetry(doc RetryDoc, all bool) []byte {
 	var buf bytes.Buffer
 	if doc.AuthPaused != "" {
-		fmt.Fprintf(&buf, "WARNING: the queues are paused because the cloud rejected the token; nothing runs until syncd restarts with a valid one:\n  %s\n\n", oneLine(doc.AuthPaused))
+		fmt.Fprintf(&buf, "WARNING: the queues are paused because the cloud rejected the token; nothing runs until syncd restarts with a valid one:\n  %s\n\n", escapeText(oneLine(doc.AuthPaused)))
 	}
 	for _, r := range doc.Retried {
-		fmt.Fprintf(&buf, "retrying %s (%s, was %s) %s\n", r.ID, shortType(r.Type), r.From, r.Path)
+		fmt.Fprintf(&buf, "retrying %s (%s, was %s) %s\n", escapeText(r.ID), escapeText(shortType(r.Type)), r.From, escapeText(r.Path))
 	}
 	for _, s := range doc.Skipped {
-		fmt.Fprintf(&buf, "skipped  %s: %s\n", s.ID, s.Reason)
+		fmt.Fprintf(&buf, "skipped  %s: %s\n", escapeText(s.ID), escapeText(s.Reason))
 	}
 	for _, e := range doc.Errors {
-		fmt.Fprintf(&buf, "error    %s: %s\n", e.ID, e.Error)
+		fmt.Fprintf(&buf, "error    %s: %s\n", escapeText(e.ID), escapeText(e.Error))
 	}
 	if all && len(doc.Retried) == 0 && len(doc.Errors) == 0 {
 		fmt.Fprintln(&buf, "Nothing to retry: no archived or retrying tasks.")
