@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagesync/imagesync/internal/sandbox/astakos"
 	"github.com/imagesync/imagesync/internal/sandbox/wire"
 
 	"github.com/stretchr/testify/assert"
@@ -22,8 +21,8 @@ import (
 // Users of the Astakos and Plankton tests: two accounts, so that permission
 // rules can be checked.
 var (
-	idAlice = astakos.User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
-	idBob   = astakos.User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
+	idAlice = User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
+	idBob   = User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
 )
 
 // idEnv is a sandbox served on loopback for the Astakos and Plankton tests.
@@ -35,7 +34,7 @@ type idEnv struct {
 func newIDEnv(t *testing.T, cfg Config) *idEnv {
 	t.Helper()
 	if len(cfg.Users) == 0 {
-		cfg.Users = []astakos.User{idAlice, idBob}
+		cfg.Users = []User{idAlice, idBob}
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagesync/imagesync/internal/sandbox/astakos"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -154,7 +152,7 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B, blockSize int) *benchEnv {
 	b.Helper()
-	cfg := Config{Users: []astakos.User{psAlice, psBob}, DataDir: b.TempDir(), BlockSize: blockSize}
+	cfg := Config{Users: []User{psAlice, psBob}, DataDir: b.TempDir(), BlockSize: blockSize}
 	srv, err := New(cfg)
 	require.NoError(b, err)
 	e := &psEnv{cfg: cfg, srv: srv}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagesync/imagesync/internal/sandbox/astakos"
 	"github.com/imagesync/imagesync/internal/sandbox/wire"
 
 	"github.com/stretchr/testify/assert"
@@ -24,8 +23,8 @@ import (
 
 // Users of the Pithos tests (the same accounts the other sandbox tests use).
 var (
-	psAlice = astakos.User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
-	psBob   = astakos.User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
+	psAlice = User{Name: "alice", UUID: "a11ce000-0000-4000-8000-000000000001", Token: "alice-token"}
+	psBob   = User{Name: "bob", UUID: "b0b00000-0000-4000-8000-000000000002", Token: "bob-token"}
 )
 
 // psBlock is the block size of the Pithos tests, as in synnefo's own suite.
@@ -42,7 +41,7 @@ type psEnv struct {
 func newPsEnv(t *testing.T, cfg Config) *psEnv {
 	t.Helper()
 	if len(cfg.Users) == 0 {
-		cfg.Users = []astakos.User{psAlice, psBob}
+		cfg.Users = []User{psAlice, psBob}
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
@@ -109,7 +108,7 @@ func (r psResp) jsonList(t *testing.T) []map[string]any {
 }
 
 // do sends a request as u (nil: no token). Header values are sent verbatim.
-func (e *psEnv) do(t *testing.T, u *astakos.User, method, path string, hdr map[string]string, body []byte) psResp {
+func (e *psEnv) do(t *testing.T, u *User, method, path string, hdr map[string]string, body []byte) psResp {
 	t.Helper()
 	r, err := e.try(u, method, path, hdr, body)
 	require.NoError(t, err)
@@ -117,7 +116,7 @@ func (e *psEnv) do(t *testing.T, u *astakos.User, method, path string, hdr map[s
 }
 
 // try is do for goroutines other than the test's.
-func (e *psEnv) try(u *astakos.User, method, path string, hdr map[string]string, body []byte) (psResp, error) {
+func (e *psEnv) try(u *User, method, path string, hdr map[string]string, body []byte) (psResp, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -153,14 +152,14 @@ func pp(parts ...string) string {
 	return b.String()
 }
 
-func (e *psEnv) mkContainer(t *testing.T, u astakos.User, cont string, hdr map[string]string) {
+func (e *psEnv) mkContainer(t *testing.T, u User, cont string, hdr map[string]string) {
 	t.Helper()
 	r := e.do(t, &u, http.MethodPut, pp(u.UUID, cont), hdr, nil)
 	require.Contains(t, []int{http.StatusCreated, http.StatusAccepted}, r.status, "%s", r)
 }
 
 // put uploads data with a plain PUT and returns the reply.
-func (e *psEnv) put(t *testing.T, u astakos.User, acct, cont, name string, data []byte, hdr map[string]string) psResp {
+func (e *psEnv) put(t *testing.T, u User, acct, cont, name string, data []byte, hdr map[string]string) psResp {
 	t.Helper()
 	h := map[string]string{"Content-Type": "application/octet-stream"}
 	for k, v := range hdr {
@@ -172,20 +171,20 @@ func (e *psEnv) put(t *testing.T, u astakos.User, acct, cont, name string, data 
 	return e.do(t, &u, http.MethodPut, pp(acct, cont, name), h, data)
 }
 
-func (e *psEnv) mustPut(t *testing.T, u astakos.User, cont, name string, data []byte, hdr map[string]string) psResp {
+func (e *psEnv) mustPut(t *testing.T, u User, cont, name string, data []byte, hdr map[string]string) psResp {
 	t.Helper()
 	r := e.put(t, u, u.UUID, cont, name, data, hdr)
 	require.Equal(t, http.StatusCreated, r.status, "%s", r)
 	return r
 }
 
-func (e *psEnv) head(t *testing.T, u astakos.User, acct, cont, name string) psResp {
+func (e *psEnv) head(t *testing.T, u User, acct, cont, name string) psResp {
 	t.Helper()
 	return e.do(t, &u, http.MethodHead, pp(acct, cont, name), nil, nil)
 }
 
 // hashmapPut sends PUT ?hashmap with {"bytes": size, "hashes": hashes}.
-func (e *psEnv) hashmapPut(t *testing.T, u astakos.User, acct, cont, name string, size int64, hashes []string, hdr map[string]string) psResp {
+func (e *psEnv) hashmapPut(t *testing.T, u User, acct, cont, name string, size int64, hashes []string, hdr map[string]string) psResp {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"bytes": size, "hashes": hashes})
 	require.NoError(t, err)
@@ -256,7 +255,7 @@ func TestPithosAuth(t *testing.T) {
 	r = e.do(t, nil, http.MethodGet, pp(psAlice.UUID, "c"), nil, nil)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	assert.Equal(t, "Access denied. No authentication token", r.fault(t, wire.FaultUnauthorized))
-	bad := astakos.User{Token: "nope"}
+	bad := User{Token: "nope"}
 	r = e.do(t, &bad, http.MethodGet, pp(psAlice.UUID, "c"), nil, nil)
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	assert.Equal(t, "UNAUTHORIZED", r.fault(t, wire.FaultGeneric))

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imagesync/imagesync/internal/sandbox/astakos"
 	"github.com/imagesync/imagesync/internal/sandbox/wire"
 
 	"github.com/stretchr/testify/assert"
@@ -21,7 +20,7 @@ import (
 
 // pkObject is an object created through the Pithos API for image tests.
 type pkObject struct {
-	owner           astakos.User
+	owner           User
 	container, name string
 	uuid, hash      string
 	size            int
@@ -40,7 +39,7 @@ func pkObjectPath(acct, cont, name string) string {
 	return p
 }
 
-func pkAuth(u astakos.User, kv ...string) map[string]string {
+func pkAuth(u User, kv ...string) map[string]string {
 	h := map[string]string{"X-Auth-Token": u.Token}
 	for i := 0; i+1 < len(kv); i += 2 {
 		h[kv[i]] = kv[i+1]
@@ -50,7 +49,7 @@ func pkAuth(u astakos.User, kv ...string) map[string]string {
 
 // mkObject uploads data with a plain data PUT (creating the container) and
 // returns the object's identity as Pithos reports it.
-func (e *idEnv) mkObject(t *testing.T, u astakos.User, container, name string, data []byte) pkObject {
+func (e *idEnv) mkObject(t *testing.T, u User, container, name string, data []byte) pkObject {
 	t.Helper()
 	r := e.do(t, http.MethodPut, pkObjectPath(u.UUID, container, ""), pkAuth(u), "")
 	require.Contains(t, []int{http.StatusCreated, http.StatusAccepted}, r.status, "container PUT: %s", r.body)
@@ -60,7 +59,7 @@ func (e *idEnv) mkObject(t *testing.T, u astakos.User, container, name string, d
 	return e.headObject(t, u, pkObject{owner: u, container: container, name: name, size: len(data)})
 }
 
-func (e *idEnv) headObject(t *testing.T, u astakos.User, o pkObject) pkObject {
+func (e *idEnv) headObject(t *testing.T, u User, o pkObject) pkObject {
 	t.Helper()
 	r := e.do(t, http.MethodHead, pkObjectPath(o.owner.UUID, o.container, o.name), pkAuth(u), "")
 	require.Equal(t, http.StatusOK, r.status)
@@ -104,7 +103,7 @@ func (e *idEnv) share(t *testing.T, o pkObject, sharing string) {
 	require.Equal(t, http.StatusAccepted, r.status, "sharing POST: %s", r.body)
 }
 
-func (e *idEnv) image(t *testing.T, u astakos.User, method, path string, hdr map[string]string, body string) idResp {
+func (e *idEnv) image(t *testing.T, u User, method, path string, hdr map[string]string, body string) idResp {
 	t.Helper()
 	h := pkAuth(u)
 	for k, v := range hdr {
@@ -113,7 +112,7 @@ func (e *idEnv) image(t *testing.T, u astakos.User, method, path string, hdr map
 	return e.do(t, method, "/image/v1.0"+path, h, body)
 }
 
-func (e *idEnv) register(t *testing.T, u astakos.User, location, name string, kv ...string) idResp {
+func (e *idEnv) register(t *testing.T, u User, location, name string, kv ...string) idResp {
 	t.Helper()
 	h := map[string]string{"X-Image-Meta-Name": name, "X-Image-Meta-Location": location}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -520,7 +519,7 @@ func TestUnregister(t *testing.T) {
 	assert.EqualValues(t, 1, e.srv.Stats().ImageUpdates)
 }
 
-func pkListIDs(t *testing.T, e *idEnv, u astakos.User, path string) []string {
+func pkListIDs(t *testing.T, e *idEnv, u User, path string) []string {
 	t.Helper()
 	r := e.image(t, u, http.MethodGet, path, nil, "")
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.body)
@@ -531,7 +530,7 @@ func pkListIDs(t *testing.T, e *idEnv, u astakos.User, path string) []string {
 	return ids
 }
 
-func pkDetail(t *testing.T, e *idEnv, u astakos.User, id string) map[string]any {
+func pkDetail(t *testing.T, e *idEnv, u User, id string) map[string]any {
 	t.Helper()
 	r := e.image(t, u, http.MethodGet, "/images/detail", nil, "")
 	require.Equal(t, http.StatusOK, r.status)
@@ -637,7 +636,7 @@ func TestMembers(t *testing.T) {
 	e.mustRegister(t, o, "mem")
 	path := "/images/" + o.uuid + "/members"
 
-	members := func(u astakos.User) idResp { return e.image(t, u, http.MethodGet, path, nil, "") }
+	members := func(u User) idResp { return e.image(t, u, http.MethodGet, path, nil, "") }
 	r := members(idAlice)
 	require.Equal(t, http.StatusOK, r.status)
 	assert.Equal(t, `{"members": [{"member_id": "`+idAlice.UUID+`", "can_share": false}]}`, string(r.body))

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/imagesync/imagesync/internal/sandbox/astakos"
 	"github.com/imagesync/imagesync/internal/sandbox/store"
 	"github.com/imagesync/imagesync/internal/sandbox/wire"
 
@@ -16,14 +15,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func (e *psEnv) uuidOf(t *testing.T, u astakos.User, cont, name string) string {
+func (e *psEnv) uuidOf(t *testing.T, u User, cont, name string) string {
 	t.Helper()
 	r := e.head(t, u, u.UUID, cont, name)
 	require.Equal(t, http.StatusOK, r.status, "HEAD %s/%s", cont, name)
 	return r.header.Get("X-Object-Uuid")
 }
 
-func (e *psEnv) versions(t *testing.T, u astakos.User, acct, cont, name string) [][2]any {
+func (e *psEnv) versions(t *testing.T, u User, acct, cont, name string) [][2]any {
 	t.Helper()
 	r := e.do(t, &u, http.MethodGet, pp(acct, cont, name)+"?version=list&format=json", nil, nil)
 	require.Equal(t, http.StatusOK, r.status, "%s", r)
