@@ -54,14 +54,6 @@ func (p *props) at(meta map[string]string, before int64) (mtime int64, m map[str
 	return 0, nil, false
 }
 
-// created is when the node's first version was made.
-func (p *props) created() int64 {
-	if len(p.History) > 0 {
-		return p.History[0].Mtime
-	}
-	return p.MetaMtime
-}
-
 // eachVersionsOf calls fn with the versions of every object under prefix
 // (acct\0 or acct\0cont\0…), one object at a time in name order, oldest
 // version first.
