@@ -1,3 +1,8 @@
+// Package store is the sandbox's Pithos+ backend (snf-pithos-backend
+// modular.py): accounts, containers and object versions with their
+// history, sharing and public URLs in a bbolt database, and blocks as
+// content-addressed files. The Pithos+ handlers use all of it; Plankton
+// and Astakos use the small part real Plankton and Astakos see.
 package store
 
 import (

@@ -1,3 +1,6 @@
+// Package wire renders what Synnefo's Python renders, for the sandbox's
+// three services: json.dumps' bytes, snf_django's fault bodies and common
+// headers, Python 2's urllib quoting, Django's JSON body checks.
 package wire
 
 import (
