@@ -21,6 +21,19 @@ const (
 // BuiltinSource is the provenance of a value no metafile or config set.
 const BuiltinSource = "built-in default"
 
+// DetectedPrefix begins the provenance of a value detected in the disk image
+// itself: "detected from partition 1 ext4 /etc/os-release".
+const DetectedPrefix = "detected from "
+
+// DetectedProperty is a property found in the disk image (see package
+// inspect): the layer above the built-in defaults and below everything a
+// person wrote.
+type DetectedProperty struct {
+	Key, Value string
+	// Evidence is where it was found: "partition 1 ext4 /etc/os-release".
+	Evidence string
+}
+
 // ResolveInput is everything the desired metadata of one image is built from.
 type ResolveInput struct {
 	// RelPath is the image's path relative to its watch root, '/'-separated.
@@ -29,6 +42,10 @@ type ResolveInput struct {
 	// Date is the image file's mtime (or any fixed time): {{.Date}}. It is
 	// passed in, never read from the clock, so the result is deterministic.
 	Date time.Time
+	// Detected are the properties found in the disk image, most important
+	// first: when an image has more properties than Plankton stores, the
+	// detected ones nobody overrode are left out from the last.
+	Detected []DetectedProperty
 	// Defaults is the watch entry's `defaults:` (see MetafileFromMap); nil
 	// if there are none.
 	Defaults *Metafile
@@ -68,8 +85,8 @@ func ProvProperty(key string) string { return provPropertyPrefix + key }
 
 // Resolve merges the levels of in by precedence, lowest first: built-in
 // defaults (disk-format diskdump, container-format bare, name = RelPath, not
-// public, no members), config defaults, templates root to leaf, the per-image
-// metafile. Fields are taken from the highest level that sets them;
+// public, no members), what was detected in the disk image, config
+// defaults, templates root to leaf, the per-image metafile. Fields are taken from the highest level that sets them;
 // properties merge one by one, keys compared after NormalizeKey, and a
 // property set to "" or null (or that expands to "") removes an inherited
 // one; a level that sets members replaces the whole list. Placeholders are
@@ -90,6 +107,20 @@ func Resolve(in ResolveInput) (*Resolved, error) {
 		},
 		Removed: map[string]string{},
 	}
+	// Detected values are data read from the image, not templates: they
+	// are taken as they are, placeholders and all.
+	for _, d := range in.Detected {
+		if d.Value == "" {
+			continue
+		}
+		key := NormalizeKey(d.Key)
+		ev := d.Evidence
+		if ev == "" {
+			ev = "the disk image"
+		}
+		r.Metadata.Properties[key] = d.Value
+		r.Provenance[ProvProperty(key)] = DetectedPrefix + ev
+	}
 	levels := make([]*Metafile, 0, len(in.Templates)+2)
 	levels = append(levels, in.Defaults)
 	levels = append(levels, in.Templates...)
@@ -102,7 +133,36 @@ func Resolve(in ResolveInput) (*Resolved, error) {
 			return nil, err
 		}
 	}
+	r.trimDetected(in.Detected)
 	return r, nil
+}
+
+// trimDetected leaves out detected properties that nobody overrode, the
+// least important first, while the image has more properties than Plankton
+// stores: detection must never turn a registration that fits into one
+// that does not.
+func (r *Resolved) trimDetected(detected []DetectedProperty) {
+	var dropped []string
+	for i := len(detected) - 1; i >= 0 && len(r.Metadata.Properties) > MaxImageProperties; i-- {
+		key := NormalizeKey(detected[i].Key)
+		if !r.IsDetected(key) {
+			continue
+		}
+		delete(r.Metadata.Properties, key)
+		delete(r.Provenance, ProvProperty(key))
+		dropped = append([]string{detected[i].Key}, dropped...)
+	}
+	if len(dropped) > 0 {
+		r.Warnings = append(r.Warnings, Warning{File: "detected values", Field: fieldProperties,
+			Msg: fmt.Sprintf("%s detected but left out: with them the image would have more than the %d properties Plankton stores",
+				strings.Join(dropped, ", "), MaxImageProperties)})
+	}
+}
+
+// IsDetected reports whether the property key (normalised) has its value
+// from the disk image.
+func (r *Resolved) IsDetected(key string) bool {
+	return strings.HasPrefix(r.Provenance[ProvProperty(key)], DetectedPrefix)
 }
 
 func (r *Resolved) apply(m *Metafile, ph Placeholders) error {

@@ -2,6 +2,7 @@ package image
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -404,4 +405,72 @@ func TestAffectedBy(t *testing.T) {
 		prefix, item, ok := AffectedBy(c.in)
 		assert.Equal(t, []any{c.prefix, c.item, c.ok}, []any{prefix, item, ok}, c.in)
 	}
+}
+
+// TestResolveDetectedLayer: what was detected in the disk image sits just
+// above the built-in defaults: config defaults, templates and the metafile
+// all override it, property by property, and can remove it.
+func TestResolveDetectedLayer(t *testing.T) {
+	detected := []DetectedProperty{
+		{"OSFAMILY", "linux", "partition 1 ext4: a Linux root"},
+		{"ROOT_PARTITION", "1", "partition 1 ext4: the Linux root filesystem"},
+		{"PARTITION_TABLE", "msdos", "the MBR partition table"},
+		{"OS", "debian", "partition 1 ext4 /etc/os-release (ID)"},
+		{"DESCRIPTION", "Debian GNU/Linux 12 {{.Name}}", "partition 1 ext4 /etc/os-release (PRETTY_NAME)"},
+		{"KERNEL", "6.1.0-18-amd64", "partition 1 ext4 /boot/vmlinuz-6.1.0-18-amd64"},
+		{"USERS", "root alice bob", "partition 1 ext4 /etc/passwd"},
+	}
+	defaults, err := MetafileFromMap("defaults", map[string]any{"properties": map[string]any{"OSFAMILY": "windows", "SORTORDER": "1"}})
+	require.NoError(t, err)
+	r, err := Resolve(ResolveInput{
+		RelPath: "img.diskdump", Date: testDate, Detected: detected, Defaults: defaults,
+		Templates: []*Metafile{mf(t, "t0", `{"properties":{"os":"ubuntu"}}`)},
+		PerImage:  mf(t, "img.diskdump.meta", `{"properties":{"DESCRIPTION":"My image","users":null}}`),
+	})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{
+		"osfamily": "windows", "root_partition": "1", "partition_table": "msdos", "os": "ubuntu",
+		"description": "My image", "kernel": "6.1.0-18-amd64", "sortorder": "1",
+	}, r.Metadata.Properties)
+	assert.Equal(t, "defaults", r.Provenance["properties.osfamily"])
+	assert.Equal(t, "t0", r.Provenance["properties.os"])
+	assert.Equal(t, "img.diskdump.meta", r.Provenance["properties.description"])
+	assert.Equal(t, "detected from partition 1 ext4: the Linux root filesystem", r.Provenance["properties.root_partition"])
+	assert.Equal(t, "detected from partition 1 ext4 /boot/vmlinuz-6.1.0-18-amd64", r.Provenance["properties.kernel"])
+	assert.Equal(t, map[string]string{"users": "img.diskdump.meta"}, r.Removed, "a metafile removes a detected value with null")
+	assert.True(t, r.IsDetected("kernel"))
+	assert.False(t, r.IsDetected("osfamily"))
+	require.NoError(t, r.Validate())
+
+	t.Run("detected values are data, not templates", func(t *testing.T) {
+		r, err := Resolve(ResolveInput{RelPath: "img.diskdump", Date: testDate, Detected: detected})
+		require.NoError(t, err)
+		assert.Equal(t, "Debian GNU/Linux 12 {{.Name}}", r.Metadata.Properties["description"])
+		assert.Equal(t, "detected from partition 1 ext4 /etc/os-release (PRETTY_NAME)", r.Provenance["properties.description"])
+		assert.Len(t, r.Metadata.Properties, 7)
+		assert.Empty(t, r.Warnings)
+	})
+
+	t.Run("detection never pushes an image over Plankton's property limit", func(t *testing.T) {
+		props := map[string]any{"os": "from-template"}
+		for i := 0; i < MaxImageProperties-4; i++ {
+			props[fmt.Sprintf("p%02d", i)] = "v"
+		}
+		tmpl, err := MetafileFromMap("t0", map[string]any{"properties": props})
+		require.NoError(t, err)
+		r, err := Resolve(ResolveInput{RelPath: "img.diskdump", Date: testDate, Detected: detected, Templates: []*Metafile{tmpl}})
+		require.NoError(t, err)
+		assert.Len(t, r.Metadata.Properties, MaxImageProperties)
+		for _, k := range []string{"osfamily", "root_partition", "partition_table"} {
+			assert.True(t, r.IsDetected(k), k)
+		}
+		assert.Equal(t, "from-template", r.Metadata.Properties["os"], "an overridden value stays")
+		for _, k := range []string{"description", "kernel", "users"} {
+			assert.NotContains(t, r.Metadata.Properties, k)
+			assert.NotContains(t, r.Provenance, "properties."+k)
+		}
+		require.Len(t, r.Warnings, 1)
+		assert.Contains(t, r.Warnings[0].String(), "DESCRIPTION, KERNEL, USERS detected but left out")
+		require.NoError(t, r.Validate())
+	})
 }
