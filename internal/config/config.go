@@ -108,6 +108,11 @@ type Watch struct {
 	// "user:x" or "group:x" to be explicit) whose files are accepted: an
 	// image or metafile owned by anybody else is refused.
 	Owners []string `yaml:"owners,omitempty"`
+	// RequireDeployable refuses to register a diskdump that snf-image
+	// could not deploy: one with no OSFAMILY or ROOT_PARTITION after the
+	// metafiles and detection. Off by default: such an image is registered
+	// with a warning.
+	RequireDeployable bool `yaml:"require_deployable,omitempty"`
 }
 
 // Symlink policies of FollowSymlinks.

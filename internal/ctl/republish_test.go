@@ -52,7 +52,7 @@ func (e *cloudEnv) register(rel string) *image.Image {
 	defer file.Close()
 	_, err = e.state.Pithos.Upload(ctx, ref.Container, ref.Object, file, pithos.UploadOptions{})
 	require.NoError(t, err)
-	r, err := jobs.DesiredMetadata(e.catalog, ref, f.ModTime)
+	r, err := jobs.DesiredMetadata(e.catalog, ref, f.ModTime, nil)
 	require.NoError(t, err)
 	img, _, err := e.state.Images.Reconcile(ctx, image.ReconcileRequest{
 		Location: location.Location{Account: e.state.UserUUID, Container: ref.Container, Object: ref.Object}, Desired: r.Metadata,

@@ -21,6 +21,7 @@ import (
 
 	"github.com/imagesync/imagesync/internal/cloud"
 	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/jobs"
 	"github.com/imagesync/imagesync/internal/metrics"
 	"github.com/imagesync/imagesync/internal/pithos"
@@ -86,6 +87,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("hashmap cache: %w", err)
 	}
+	detector, err := inspect.NewDetector(filepath.Join(cfg.StateDir, "inspect"), inspect.Limits{})
+	if err != nil {
+		return fmt.Errorf("inspection cache: %w", err)
+	}
 	catalog := jobs.NewCatalog(cfg.Watch, cfg.Node)
 	uploadQueues := map[string]int{jobs.UploadQueue(cfg.Node): 2, jobs.QueueSharedUpload: 1}
 	allQueues := []string{jobs.UploadQueue(cfg.Node), jobs.QueueSharedUpload, jobs.QueueDefault}
@@ -97,7 +102,7 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	worker := jobs.NewWorker(jobs.Deps{
 		Session: session, Catalog: catalog, Enqueuer: enq, Cache: cache, Metrics: m, Log: log, Gate: gate, Redis: conn.Client,
-		Blocks: cfg.Upload.Blocks, HashWorkers: cfg.Upload.HashWorkers,
+		Blocks: cfg.Upload.Blocks, HashWorkers: cfg.Upload.HashWorkers, Detector: detector,
 	})
 
 	// Two servers so that long uploads never starve registration/publishing.

@@ -32,7 +32,8 @@ type Finding struct {
 	// deployable images.
 	Error bool
 	Msg   string
-	Fix   string
+	// Fix says what to set (not where: the caller knows which metafile).
+	Fix string
 }
 
 func (f Finding) String() string {
@@ -67,13 +68,13 @@ func Check(osFamily, rootPartition string, rep *Report) []Finding {
 			Property: missing[0],
 			Msg: fmt.Sprintf("not deployable as is: snf-image needs %s, which is not set and was not detected (%s)",
 				strings.Join(missing, " and "), rep.why()),
-			Fix: "set " + strings.Join(missing, " and ") + " (" + hint(missing) + ") in the image's .meta, a _template.meta or the watch entry's defaults",
+			Fix: "set " + strings.Join(missing, " and ") + " (" + hint(missing) + ")",
 		})
 	}
 	if osFamily != "" && !slices.Contains(Families, osFamily) {
 		out = append(out, Finding{Property: OSFamily,
 			Msg: fmt.Sprintf("OSFAMILY %q is not one snf-image knows", osFamily),
-			Fix: "use one of " + strings.Join(Families, ", ") + " (lowercase)"})
+			Fix: "set OSFAMILY to one of " + strings.Join(Families, ", ") + " (lowercase)"})
 	}
 	if rootPartition == "" {
 		return out
@@ -82,7 +83,7 @@ func Check(osFamily, rootPartition string, rep *Report) []Finding {
 	if err != nil || n < 1 {
 		return append(out, Finding{Property: RootPartition, Error: true,
 			Msg: fmt.Sprintf("ROOT_PARTITION %q is not a partition number", rootPartition),
-			Fix: "set it to the number of the primary partition that holds the root filesystem" + detectedHint(detected(RootPartition))})
+			Fix: "set ROOT_PARTITION to the number of the primary partition that holds the root filesystem" + detectedHint(detected(RootPartition))})
 	}
 	if rep == nil {
 		return out
@@ -91,7 +92,7 @@ func Check(osFamily, rootPartition string, rep *Report) []Finding {
 		if p, ok := rep.Partition(0); ok {
 			out = append(out, Finding{Property: RootPartition, Error: true,
 				Msg: fmt.Sprintf("ROOT_PARTITION=%d, but the image has no partition table: %s fills the whole disk", n, p.Filesystem),
-				Fix: "a diskdump must be a partitioned disk; register a bare filesystem with disk-format extdump or ntfsdump instead"})
+				Fix: "a diskdump is a whole, partitioned disk: set disk-format to extdump or ntfsdump for a bare filesystem"})
 		}
 		return out // no table could be read: nothing to check against
 	}

@@ -128,6 +128,10 @@ func hint(err error) string {
 	case errors.As(err, &rerr) && rerr.Status == http.StatusNotFound:
 		return "the remote object or container does not exist: check the watch entry's container, then run `syncctl resync`"
 	}
+	var derr *DeployError
+	if errors.As(err, &derr) {
+		return "set the values named above; a metafile change is picked up automatically"
+	}
 	if isMetadataError(err) {
 		return "fix the metafile or template named above; the change is picked up automatically"
 	}

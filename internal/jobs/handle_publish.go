@@ -50,7 +50,7 @@ func (w *Worker) handleRepublish(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	rep, err := Sweep(ctx, SweepDeps{Catalog: w.d.Catalog, Session: w.d.Session, Enqueuer: w.d.Enqueuer,
-		Log: Logger(ctx, w.d.Log), Now: w.d.Now}, SweepOptions{Force: p.Force, DryRun: p.DryRun})
+		Log: Logger(ctx, w.d.Log), Now: w.d.Now, Detector: w.d.Detector}, SweepOptions{Force: p.Force, DryRun: p.DryRun})
 	if err != nil {
 		return asJobError("republish sweep", err)
 	}

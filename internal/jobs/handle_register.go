@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/imagesync/imagesync/internal/cloud"
 	"github.com/imagesync/imagesync/internal/image"
+	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/location"
 	"github.com/imagesync/imagesync/internal/pithos"
 )
@@ -35,7 +38,16 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return permanent(fmt.Errorf("%s: %w", what, err))
 	}
-	resolved, err := DesiredMetadata(w.d.Catalog, p.ImageRef, mtime)
+	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
+	disk, note, err := w.inspectDisk(ctx, abs, p.File)
+	if err != nil || note != "" {
+		if note != "" {
+			log.Info(note)
+			pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, note })
+		}
+		return asJobError(what, err)
+	}
+	resolved, err := DesiredMetadata(w.d.Catalog, p.ImageRef, mtime, disk)
 	if err == nil {
 		err = resolved.Validate()
 	}
@@ -44,6 +56,10 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	}
 	for _, warn := range resolved.Warnings {
 		log.Warn("metafile warning", zap.String("warning", warn.String()))
+	}
+	deployWarnings, err := w.checkDeployable(p.ImageRef, abs, resolved, disk)
+	if err != nil {
+		return asJobError(what, err)
 	}
 	desired := resolved.Metadata
 
@@ -104,6 +120,9 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	// Every POST resets the read permissions, so each registration gets its
 	// own publish: the image's update time names it. A forced registration
 	// (sweep, resync) publishes again even when nothing else changed.
+	if err := recordDeployWarnings(ctx, w.d.Redis, p.ImageRef, abs, taskID, deployWarnings); err != nil {
+		log.Warn("cannot record the deployability warnings for syncctl status", zap.Error(err))
+	}
 	pub := PublishRequest(p.ImageRef, img.ID, desired.IsPublic, desired.Members, taskID+"@"+img.UpdatedAt)
 	pub.Replace = p.Force
 	out, err := w.d.Enqueuer.Enqueue(ctx, pub)
@@ -114,9 +133,45 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	w.resolved(ctx, p.ImageRef, log, TypeRegister)
 	pw.update(true, func(pr *Progress) {
 		pr.Phase, pr.ImageID, pr.ObjectHash, pr.Changes = PhaseDone, img.ID, img.Checksum, changes
+		pr.Warnings = deployWarnings
 		pr.Note = "publish " + pub.ID + " " + string(out)
 	})
 	return nil
+}
+
+// inspectDisk detects (or recalls) what the image file holds. A file that
+// is gone, or that changed since the task was queued, has nothing to
+// register: note says so, and the newer content's own upload registers it.
+func (w *Worker) inspectDisk(ctx context.Context, abs, fingerprint string) (*inspect.Report, string, error) {
+	fr, err := w.d.Detector.File(ctx, abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "the image file is gone: nothing to register", nil
+	case ctx.Err() != nil:
+		return nil, "", ctx.Err()
+	case err != nil:
+		return nil, "", permanent(fmt.Errorf("cannot read image file %s to inspect it: %w", abs, err))
+	case !sameContent(fr.Identity, fingerprint):
+		return nil, "superseded: the file changed after this registration was queued; its new content is registered after its upload", nil
+	}
+	return fr.Report, "", nil
+}
+
+// checkDeployable refuses a diskdump whose OSFAMILY or ROOT_PARTITION
+// contradicts its disk, and, under require_deployable, one snf-image could
+// not deploy as it is; otherwise it returns the warnings to show.
+func (w *Worker) checkDeployable(ref ImageRef, abs string, r *image.Resolved, disk *inspect.Report) ([]string, error) {
+	errs, warns := DeployCheck(abs, r, disk)
+	if root, err := w.d.Catalog.Root(ref.Root); err == nil && root.RequireDeployable && len(warns) > 0 {
+		for _, wn := range warns {
+			errs = append(errs, wn+" (refused: the watch entry sets require_deployable)")
+		}
+		warns = nil
+	}
+	if len(errs) > 0 {
+		return nil, permanent(&DeployError{Problems: errs})
+	}
+	return warns, nil
 }
 
 // uploadMetafile stores the registered image, in kamaki's .meta format,

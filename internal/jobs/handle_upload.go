@@ -48,6 +48,12 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return asJobError("upload "+p.RelPath, err)
 	}
+	if p.Force {
+		// A resync inspects the disk again too.
+		if fi, err := f.Stat(); err == nil {
+			_ = w.d.Detector.Forget(fi)
+		}
+	}
 	if p.Force && w.d.Cache != nil {
 		// A resync re-hashes: drop the cached hashmap of this file.
 		if ci, err := st.Pithos.ContainerInfo(ctx, p.Container); err == nil {

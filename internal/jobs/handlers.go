@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/metrics"
 	"github.com/imagesync/imagesync/internal/pithos"
 )
@@ -30,6 +31,9 @@ type Deps struct {
 	HashWorkers int
 	// Now is the clock for metadata placeholders ({{.Date}} falls back to it).
 	Now func() time.Time
+	// Detector inspects image files (once per content, with its cache);
+	// nil inspects without a cache.
+	Detector *inspect.Detector
 }
 
 // Worker holds the task handlers.
@@ -45,6 +49,9 @@ func NewWorker(d Deps) *Worker {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Detector == nil {
+		d.Detector = noCacheDetector()
 	}
 	w := &Worker{d: d}
 	if d.Redis != nil {

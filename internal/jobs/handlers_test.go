@@ -33,6 +33,7 @@ type pipeline struct {
 	root    string
 	catalog *Catalog
 	state   *cloud.State
+	session *cloud.Session
 	enq     *Enqueuer
 	insp    *asynq.Inspector
 	rdb     *redis.Client
@@ -65,6 +66,7 @@ func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) 
 		token = sandboxtest.Alice.Token
 	}
 	session := cloud.New(cloud.Options{AuthURL: c.AuthURL, Token: token, Logger: log})
+	p.session = session
 	queues := []string{UploadQueue("n1"), QueueSharedUpload, QueueDefault}
 	gate := NewAuthGate(rdb, p.insp, queues, log, session.Invalidate)
 	cache, err := pithos.OpenHashmapCache(filepath.Join(t.TempDir(), "cache"))

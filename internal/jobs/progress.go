@@ -25,6 +25,7 @@ type Progress struct {
 	ObjectHash    string    `json:"object_hash,omitempty"`
 	ImageID       string    `json:"image_id,omitempty"`
 	Changes       []string  `json:"changes,omitempty"`
+	Warnings      []string  `json:"warnings,omitempty"` // a registration's deployability warnings
 	Note          string    `json:"note,omitempty"`
 	StartedAt     time.Time `json:"started_at"`
 	UpdatedAt     time.Time `json:"updated_at"`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imagesync/imagesync/internal/cloud"
 	"github.com/imagesync/imagesync/internal/image"
+	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/location"
 )
 
@@ -27,6 +28,9 @@ type SweepDeps struct {
 	Now func() time.Time
 	// Scan overrides how image files are found (tests); nil means Scan.
 	Scan func(context.Context) (*ScanResult, error)
+	// Detector inspects (or recalls) each image's disk, whose detected
+	// values are part of the desired metadata; nil inspects without a cache.
+	Detector *inspect.Detector
 }
 
 // SweepOptions select what the sweep does.
@@ -96,6 +100,9 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Detector == nil {
+		d.Detector = noCacheDetector()
 	}
 	if !opts.DryRun && d.Enqueuer == nil {
 		return nil, errors.New("sweep: an Enqueuer is needed unless it is a dry run")
@@ -168,7 +175,11 @@ func sweepOne(ctx context.Context, d SweepDeps, st *cloud.State, f FileFacts, by
 	}
 	loc := location.Location{Account: st.UserUUID, Container: ref.Container, Object: ref.Object}
 	si.Location = loc.String()
-	resolved, err := DesiredMetadata(d.Catalog, ref, f.ModTime)
+	var resolved *image.Resolved
+	fr, err := d.Detector.File(ctx, f.AbsPath)
+	if err == nil {
+		resolved, err = DesiredMetadata(d.Catalog, ref, f.ModTime, fr.Report)
+	}
 	if err == nil {
 		err = resolved.Validate()
 	}
@@ -292,12 +303,13 @@ func orphans(c *Catalog, byLoc map[location.Location]*image.Image, seen map[loca
 }
 
 // DesiredMetadata builds the metadata an image should be registered with,
-// from the current metafiles: built-in defaults, the watch entry's `public`
-// and `defaults`, every _template.meta from the root down, then the image's
-// own metafile. mtime is the image file's modification time ({{.Date}}), so
-// every node computes the same result for the same file. The result is not
-// validated (see image.Resolved.Validate).
-func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time) (*image.Resolved, error) {
+// from the current metafiles: built-in defaults, what was detected in the
+// disk image (detected; nil if it was not inspected), the watch entry's
+// `public` and `defaults`, every _template.meta from the root down, then
+// the image's own metafile. mtime is the image file's modification time
+// ({{.Date}}), so every node computes the same result for the same file.
+// The result is not validated (see image.Resolved.Validate).
+func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time, detected *inspect.Report) (*image.Resolved, error) {
 	w, err := c.Root(ref.Root)
 	if err != nil {
 		return nil, err
@@ -324,7 +336,8 @@ func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time) (*image.Resolved
 	if err != nil {
 		return nil, permanent(err)
 	}
-	r, err := image.Resolve(image.ResolveInput{RelPath: ref.RelPath, Date: mtime, Defaults: defaults, Templates: templates, PerImage: perImage})
+	r, err := image.Resolve(image.ResolveInput{RelPath: ref.RelPath, Date: mtime, Detected: DetectedLayer(detected),
+		Defaults: defaults, Templates: templates, PerImage: perImage})
 	if err != nil {
 		return nil, permanent(err)
 	}

@@ -93,7 +93,7 @@ func (e *sweepEnv) register(rel string) *image.Image {
 	defer file.Close()
 	_, err = e.state.Pithos.Upload(e.ctx, ref.Container, ref.Object, file, pithos.UploadOptions{})
 	require.NoError(e.t, err)
-	r, err := DesiredMetadata(e.catalog, ref, f.ModTime)
+	r, err := DesiredMetadata(e.catalog, ref, f.ModTime, nil)
 	require.NoError(e.t, err)
 	loc := location.Location{Account: e.state.UserUUID, Container: ref.Container, Object: ref.Object}
 	img, _, err := e.state.Images.Reconcile(e.ctx, image.ReconcileRequest{Location: loc, Desired: r.Metadata})
@@ -334,13 +334,13 @@ func TestDesiredMetadataPublicFlag(t *testing.T) {
 				require.NoError(t, os.WriteFile(meta, []byte(tc.metafile), 0o644))
 			}
 			tc.w.Dir, tc.w.Container = root, "c"
-			r, err := DesiredMetadata(NewCatalog([]config.Watch{tc.w}, "n1"), ref, time.Now())
+			r, err := DesiredMetadata(NewCatalog([]config.Watch{tc.w}, "n1"), ref, time.Now(), nil)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, r.Metadata.IsPublic)
 			assert.Equal(t, "a.diskdump", r.Metadata.Name)
 		})
 	}
-	_, err := DesiredMetadata(NewCatalog(nil, "n1"), ref, time.Now())
+	_, err := DesiredMetadata(NewCatalog(nil, "n1"), ref, time.Now(), nil)
 	assert.Equal(t, Permanent, Classify(err))
 }
 
