@@ -57,20 +57,27 @@ type cacheEntry struct {
 	Report   *Report  `json:"report"`
 }
 
-// File inspects the image file at path, or recalls its report. Errors are
-// those of opening and stat-ing the file, and ctx's.
+// File opens the image file at path and inspects it, or recalls its
+// report. Errors are those of opening and stat-ing the file, and ctx's.
+// (syncd opens image files through its watch rules and calls Inspect.)
 func (d *Detector) File(ctx context.Context, path string) (*FileReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return d.Inspect(ctx, f)
+}
+
+// Inspect inspects the open image file f, or recalls the report of its
+// content.
+func (d *Detector) Inspect(ctx context.Context, f *os.File) (*FileReport, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, fmt.Errorf("%s is not a regular file", f.Name())
 	}
 	id, keyed := identityOf(fi)
 	if !keyed {

@@ -143,28 +143,46 @@ func ReadDeployWarnings(ctx context.Context, rdb redis.UniversalClient) ([]Deplo
 	return out, nil
 }
 
-// sameContent reports whether a detection's file identity is the content
-// a task was made for (its "size:mtime_ns:dev:inode" fingerprint); device
-// and inode count only where both sides know them.
-func sameContent(id inspect.Identity, fingerprint string) bool {
-	parts := strings.Split(fingerprint, ":")
+// errImageChanged: the image file is no longer the content the task (or
+// the scan) saw; its new content gets its own upload and registration.
+var errImageChanged = errors.New("the image file changed since it was seen")
+
+// InspectImage inspects the image file f describes, opened through its
+// root's rules as its upload opens it (symlink policy, owners, the same
+// device, inode, size and mtime), or recalls the report of that content.
+// A file that is gone is errImageGone; one that changed, errImageChanged.
+func (c *Catalog) InspectImage(ctx context.Context, d *inspect.Detector, f FileFacts) (*inspect.Report, error) {
+	file, err := c.openImage(UploadPayload{ImageRef: ImageRef{Root: f.Root, RelPath: f.RelPath},
+		Size: f.Size, MtimeNs: f.ModTime.UnixNano(), Dev: f.Dev, Inode: f.Inode})
+	if err != nil {
+		return nil, err
+	}
+	if file == nil {
+		return nil, errImageChanged
+	}
+	defer file.Close()
+	fr, err := d.Inspect(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	return fr.Report, nil
+}
+
+// factsOfFingerprint rebuilds the facts a register task was made for from
+// its file fingerprint ("size:mtime_ns:dev:inode", see fileFingerprint).
+func factsOfFingerprint(ref ImageRef, fp string) (FileFacts, error) {
+	parts := strings.Split(fp, ":")
 	if len(parts) != 4 {
-		return false
+		return FileFacts{}, fmt.Errorf("malformed file fingerprint %q", fp)
 	}
 	size, err1 := strconv.ParseInt(parts[0], 10, 64)
 	mtime, err2 := strconv.ParseInt(parts[1], 10, 64)
 	dev, err3 := strconv.ParseUint(parts[2], 10, 64)
 	ino, err4 := strconv.ParseUint(parts[3], 10, 64)
-	if errors.Join(err1, err2, err3, err4) != nil {
-		return false
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return FileFacts{}, fmt.Errorf("malformed file fingerprint %q: %w", fp, err)
 	}
-	if size != id.Size || mtime != id.MtimeNs {
-		return false
-	}
-	if id.Dev == 0 && id.Ino == 0 || dev == 0 && ino == 0 {
-		return true
-	}
-	return dev == id.Dev && ino == id.Ino
+	return FileFacts{Root: ref.Root, RelPath: ref.RelPath, Size: size, ModTime: time.Unix(0, mtime), Dev: dev, Inode: ino}, nil
 }
 
 // noCacheDetector inspects without remembering: for callers that were given

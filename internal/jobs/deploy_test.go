@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/imagesync/imagesync/internal/config"
-	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/inspect/inspecttest"
 	"github.com/imagesync/imagesync/internal/sandbox"
+	"github.com/imagesync/imagesync/internal/watch"
 )
 
 // debianImage builds a Debian 12 MBR + ext4 disk at rel under the pipeline's
@@ -190,13 +190,32 @@ func TestRegistrationOfAChangedFileIsSuperseded(t *testing.T) {
 	assert.Contains(t, prog.Note, "the image file is gone")
 }
 
-func TestSameContent(t *testing.T) {
-	id := inspect.Identity{Dev: 7, Ino: 9, Size: 100, MtimeNs: -5}
-	assert.True(t, sameContent(id, "100:-5:7:9"))
-	assert.False(t, sameContent(id, "101:-5:7:9"), "size")
-	assert.False(t, sameContent(id, "100:-4:7:9"), "mtime")
-	assert.False(t, sameContent(id, "100:-5:7:8"), "another file")
-	assert.True(t, sameContent(inspect.Identity{Size: 100, MtimeNs: -5}, "100:-5:7:9"), "no device and inode known on this side")
-	assert.False(t, sameContent(id, "garbage"))
-	assert.False(t, sameContent(id, "100:-5:7"))
+// Inspection reads the image as its upload does, through the root's
+// rules: a symlink out of the root (follow_symlinks: inside, the default)
+// is not read.
+func TestInspectionReadsThroughTheRootsRules(t *testing.T) {
+	p := newPipeline(t, sandbox.Config{}, "", config.Watch{})
+	outside := filepath.Join(t.TempDir(), "elsewhere.img")
+	require.NoError(t, os.WriteFile(outside, make([]byte, 4096), 0o644))
+	link := filepath.Join(p.root, "x.diskdump")
+	require.NoError(t, os.Symlink(outside, link))
+	fi, err := os.Stat(link)
+	require.NoError(t, err)
+	id := watch.IDOf(fi)
+	facts := FileFacts{Root: p.root, RelPath: "x.diskdump", Size: fi.Size(), ModTime: fi.ModTime(), Dev: id.Dev, Inode: id.Ino}
+	_, err = p.catalog.InspectImage(p.ctx, noCacheDetector(), facts)
+	var pe *PolicyError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "follow_symlinks", pe.Rule)
+
+	f := p.write("in.diskdump", make([]byte, 4096))
+	rep, err := p.catalog.InspectImage(p.ctx, noCacheDetector(), f)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Properties)
+	f.Size++
+	_, err = p.catalog.InspectImage(p.ctx, noCacheDetector(), f)
+	assert.ErrorIs(t, err, errImageChanged)
+	require.NoError(t, os.Remove(f.AbsPath))
+	_, err = p.catalog.InspectImage(p.ctx, noCacheDetector(), f)
+	assert.ErrorIs(t, err, errImageGone)
 }

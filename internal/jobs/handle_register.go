@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,7 +38,7 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 		return permanent(fmt.Errorf("%s: %w", what, err))
 	}
 	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
-	disk, note, err := w.inspectDisk(ctx, abs, p.File)
+	disk, note, err := w.inspectDisk(ctx, p)
 	if err != nil || note != "" {
 		if note != "" {
 			log.Info(note)
@@ -139,22 +138,23 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// inspectDisk detects (or recalls) what the image file holds. A file that
-// is gone, or that changed since the task was queued, has nothing to
-// register: note says so, and the newer content's own upload registers it.
-func (w *Worker) inspectDisk(ctx context.Context, abs, fingerprint string) (*inspect.Report, string, error) {
-	fr, err := w.d.Detector.File(ctx, abs)
+// inspectDisk detects (or recalls) what the image file holds, reading it
+// through the root's rules. A file that is gone, or that changed since the
+// task was queued, has nothing to register: note says so, and the newer
+// content's own upload registers it.
+func (w *Worker) inspectDisk(ctx context.Context, p RegisterPayload) (*inspect.Report, string, error) {
+	facts, err := factsOfFingerprint(p.ImageRef, p.File)
+	if err != nil {
+		return nil, "", permanent(err)
+	}
+	rep, err := w.d.Catalog.InspectImage(ctx, w.d.Detector, facts)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, errImageGone):
 		return nil, "the image file is gone: nothing to register", nil
-	case ctx.Err() != nil:
-		return nil, "", ctx.Err()
-	case err != nil:
-		return nil, "", permanent(fmt.Errorf("cannot read image file %s to inspect it: %w", abs, err))
-	case !sameContent(fr.Identity, fingerprint):
+	case errors.Is(err, errImageChanged):
 		return nil, "superseded: the file changed after this registration was queued; its new content is registered after its upload", nil
 	}
-	return fr.Report, "", nil
+	return rep, "", err
 }
 
 // checkDeployable refuses a diskdump whose OSFAMILY or ROOT_PARTITION

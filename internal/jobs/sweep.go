@@ -176,9 +176,9 @@ func sweepOne(ctx context.Context, d SweepDeps, st *cloud.State, f FileFacts, by
 	loc := location.Location{Account: st.UserUUID, Container: ref.Container, Object: ref.Object}
 	si.Location = loc.String()
 	var resolved *image.Resolved
-	fr, err := d.Detector.File(ctx, f.AbsPath)
+	disk, err := d.Catalog.InspectImage(ctx, d.Detector, f)
 	if err == nil {
-		resolved, err = DesiredMetadata(d.Catalog, ref, f.ModTime, fr.Report)
+		resolved, err = DesiredMetadata(d.Catalog, ref, f.ModTime, disk)
 	}
 	if err == nil {
 		err = resolved.Validate()

@@ -300,7 +300,7 @@ func TestAnOversizedMetafileIsRefusedUnread(t *testing.T) {
 	require.NoError(t, err)
 	_, err = p.catalog.MetaFingerprint(reg.Payload.(RegisterPayload).ImageRef)
 	require.NoError(t, err)
-	_, err = DesiredMetadata(p.catalog, reg.Payload.(RegisterPayload).ImageRef, time.Now())
+	_, err = DesiredMetadata(p.catalog, reg.Payload.(RegisterPayload).ImageRef, time.Now(), nil)
 	require.ErrorContains(t, err, "it was not read")
 	n, _ := syscall.Read(fd, make([]byte, 4096))
 	assert.LessOrEqual(t, n, 0, "the oversized metafile was read")
