@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/image"
 	"github.com/imagesync/imagesync/internal/jobs"
 )
 
@@ -62,17 +62,31 @@ The sweep runs here, so this host needs the watch roots and the cloud token.`,
 }
 
 func (a *app) imagesCommand() *cobra.Command {
-	return &cobra.Command{
+	var filters []string
+	var sortBy string
+	cmd := &cobra.Command{
 		Use:   "images",
 		Short: "Registered images under the watch roots and whether they are in sync",
 		Long: `List the images under the watch roots with their registration: image id,
 name, visibility, members, and whether Plankton holds what the templates and
 metafiles describe ("in-sync"), differs ("drifted", with what differs), has no
 registration yet ("unregistered"), or holds an image whose local file is gone
-("orphan"). Nothing is changed.`,
-		Args: cobra.NoArgs,
+("orphan"). Nothing is changed.
+
+--filter KEY=VALUE (repeatable) keeps the images whose registration matches,
+with Plankton's list filters: ` + strings.Join(image.ListFilters(), ", ") + `
+(exact matches; status case-insensitively; sizes in bytes, inclusive). An
+image not registered yet has its desired name and its file's size, and no
+status or formats. --sort KEY[:asc|desc] orders by one of Plankton's sort
+keys: ` + strings.Join(image.SortKeys, ", ") + `.`,
+		Example: "  syncctl images --filter status=available --sort size:desc\n  syncctl images --filter name=debian-12 --json",
+		Args:    cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			rep, err := a.sweep(cmd, jobs.SweepOptions{DryRun: true, Members: true})
+			list, err := parseListFlags(filters, sortBy)
+			if err != nil {
+				return err
+			}
+			rep, err := a.sweep(cmd, jobs.SweepOptions{DryRun: true, Members: true, List: list})
 			if err != nil {
 				return err
 			}
@@ -82,21 +96,45 @@ registration yet ("unregistered"), or holds an image whose local file is gone
 			return a.writeOut(renderImages(rep))
 		}),
 	}
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "KEY=VALUE: keep images whose registration matches (repeatable)")
+	cmd.Flags().StringVar(&sortBy, "sort", "", "KEY[:asc|desc]: order by this registration field")
+	return cmd
+}
+
+// parseListFlags turns --filter and --sort into image.ListOptions, checked
+// as Plankton checks them; a bad one is a usage error.
+func parseListFlags(filters []string, sortBy string) (image.ListOptions, error) {
+	o := image.ListOptions{}
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" {
+			return o, usageErr("--filter %q: want KEY=VALUE", f)
+		}
+		if o.Filters == nil {
+			o.Filters = map[string]string{}
+		}
+		o.Filters[strings.TrimSpace(k)] = v
+	}
+	if sortBy != "" {
+		key, dir, _ := strings.Cut(sortBy, ":")
+		o.SortKey, o.SortDir = key, dir
+	}
+	if err := o.Validate(); err != nil {
+		return o, usageErr("%v", err)
+	}
+	return o, nil
 }
 
 // sweep runs jobs.Sweep with this configuration. A dry run needs no Redis.
 func (a *app) sweep(cmd *cobra.Command, opts jobs.SweepOptions) (*jobs.SweepReport, error) {
-	cfg, err := a.secrets(cmd)
+	cfg, session, err := a.session(cmd)
 	if err != nil {
 		return nil, err
 	}
 	if len(cfg.Watch) == 0 {
 		return nil, fmt.Errorf("no watch roots configured (watch: in %s)", orDash(cfg.Source))
 	}
-	deps := jobs.SweepDeps{
-		Catalog: jobs.NewCatalog(cfg.Watch, cfg.Node),
-		Session: cloud.New(cloud.Options{AuthURL: cfg.Cloud.AuthURL, Token: cfg.Cloud.Token, Timeout: cfg.Cloud.Timeout.D()}),
-	}
+	deps := jobs.SweepDeps{Catalog: jobs.NewCatalog(cfg.Watch, cfg.Node), Session: session}
 	if !opts.DryRun {
 		conn, err := a.redis(cmd)
 		if err != nil {

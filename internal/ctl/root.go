@@ -168,6 +168,8 @@ Exit codes: 0 ok, 1 failure, 2 usage.`,
 		a.planCommand(),
 		a.republishCommand(),
 		a.imagesCommand(),
+		a.verifyCommand(),
+		a.downloadCommand(),
 	)
 	return root
 }

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -352,6 +353,46 @@ func (o *ListOptions) validate(detail bool) error {
 		return errors.New("the owner filter needs the detailed listing (ListDetail)")
 	}
 	return nil
+}
+
+// ListFilters are the filters ListOptions accepts.
+func ListFilters() []string { return slices.Clone(listFilters) }
+
+// Validate checks the filters and the sort order as List and ListDetail do
+// before any request, for callers that filter and sort a listing of their
+// own (syncctl images).
+func (o ListOptions) Validate() error { return o.validate(true) }
+
+// Keep reports whether img passes the filters and the owner.
+func (o ListOptions) Keep(img *Image) bool { return o.keep(img) }
+
+// Compare orders two images by SortKey (created_at when empty, as
+// Plankton) and SortDir: sizes numerically, the rest as strings (the dates
+// are ISO 8601, so that is their time order).
+func (o ListOptions) Compare(a, b *Image) int {
+	var c int
+	switch o.SortKey {
+	case "id":
+		c = strings.Compare(a.ID, b.ID)
+	case "name":
+		c = strings.Compare(a.Name, b.Name)
+	case "status":
+		c = strings.Compare(a.Status, b.Status)
+	case "size":
+		c = cmp.Compare(a.Size, b.Size)
+	case "disk_format":
+		c = strings.Compare(a.DiskFormat, b.DiskFormat)
+	case "container_format":
+		c = strings.Compare(a.ContainerFormat, b.ContainerFormat)
+	case "updated_at":
+		c = strings.Compare(a.UpdatedAt, b.UpdatedAt)
+	default:
+		c = strings.Compare(a.CreatedAt, b.CreatedAt)
+	}
+	if o.SortDir == "desc" {
+		return -c
+	}
+	return c
 }
 
 // parsePyInt is Python's int() on a query value: surrounding blanks and a

@@ -42,6 +42,10 @@ type SweepOptions struct {
 	// Members reads every registered image's member list (for reporting),
 	// not only where the desired state makes it matter.
 	Members bool
+	// List filters and sorts the report (syncctl images --filter --sort),
+	// as image.ListOptions does a listing; Owner is ignored. An image not
+	// registered yet is matched by its desired name and its file's size.
+	List image.ListOptions
 }
 
 // SweepState is an image's state as the sweep found it.
@@ -107,6 +111,10 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 	if !opts.DryRun && d.Enqueuer == nil {
 		return nil, errors.New("sweep: an Enqueuer is needed unless it is a dry run")
 	}
+	opts.List.Owner = ""
+	if err := opts.List.Validate(); err != nil {
+		return nil, &ListOptionsError{Err: err}
+	}
 	rep := &SweepReport{StartedAt: d.Now().UTC(), DryRun: opts.DryRun, Force: opts.Force,
 		Images: []SweepImage{}, Problems: []string{}, Counts: map[SweepState]int{}}
 	scan := d.Scan
@@ -140,6 +148,8 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 	}
 
 	seen := map[location.Location]bool{}
+	// What each row's registration is, for --filter and --sort.
+	var listed []*image.Image
 	for _, f := range files.Images {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -147,8 +157,18 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 		si, loc := sweepOne(ctx, d, st, f, byLoc, opts)
 		seen[loc] = true
 		rep.Images = append(rep.Images, si)
+		img := byLoc[loc]
+		if img == nil {
+			img = &image.Image{Name: si.Name, Size: f.Size}
+		}
+		listed = append(listed, img)
 	}
-	rep.Images = append(rep.Images, orphans(d.Catalog, byLoc, seen)...)
+	for _, o := range orphans(d.Catalog, byLoc, seen) {
+		rep.Images = append(rep.Images, o)
+		loc, _ := location.Parse(o.Location)
+		listed = append(listed, byLoc[loc])
+	}
+	rep.Images = filterSort(rep.Images, listed, opts.List)
 	for i := range rep.Images {
 		si := &rep.Images[i]
 		rep.Counts[si.State]++
@@ -242,6 +262,35 @@ func sweepOne(ctx context.Context, d SweepDeps, st *cloud.State, f FileFacts, by
 	log.Info("re-registration queued", zap.String("state", string(si.State)), zap.Strings("changes", si.Changes),
 		zap.String("task", req.ID), zap.String("outcome", si.Outcome))
 	return si, loc
+}
+
+// ListOptionsError is an invalid --filter or --sort: a usage error.
+type ListOptionsError struct{ Err error }
+
+func (e *ListOptionsError) Error() string { return e.Err.Error() }
+func (e *ListOptionsError) Unwrap() error { return e.Err }
+
+// filterSort keeps the rows whose registration (listed, parallel to rows)
+// passes o's filters, in o's order, ties in the sweep's own order. With no
+// filter and no sort key it changes nothing.
+func filterSort(rows []SweepImage, listed []*image.Image, o image.ListOptions) []SweepImage {
+	if len(o.Filters) == 0 && o.SortKey == "" {
+		return rows
+	}
+	idx := make([]int, 0, len(rows))
+	for i := range rows {
+		if o.Keep(listed[i]) {
+			idx = append(idx, i)
+		}
+	}
+	if o.SortKey != "" {
+		slices.SortStableFunc(idx, func(a, b int) int { return o.Compare(listed[a], listed[b]) })
+	}
+	out := make([]SweepImage, 0, len(idx))
+	for _, i := range idx {
+		out = append(out, rows[i])
+	}
+	return out
 }
 
 // enqueueUpload queues the upload of an unregistered image. If that upload

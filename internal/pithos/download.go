@@ -79,21 +79,13 @@ func (c *Client) download(ctx context.Context, container, object string, dst io.
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 250 * time.Millisecond
 	}
-	hm, err := c.GetHashmap(ctx, container, object, &GetHashmapOptions{Version: opts.Version})
-	if err != nil {
-		return nil, err
-	}
-	sums, err := checkRemoteHashmap(hm)
+	hm, sums, root, err := c.checkedHashmap(ctx, container, object, opts.Version)
 	if err != nil {
 		return nil, err
 	}
 	size, bs := hm.Bytes, hm.BlockSize
 	n := int64(len(sums))
-	res := &DownloadResult{Bytes: size, BlockSize: bs, Version: hm.Version, BlocksTotal: n}
-	res.Hash = Digest(hashmap.MerkleRootRaw(digestSlices(sums))).String()
-	if hm.ObjectHash != "" && hm.ObjectHash != res.Hash {
-		return nil, &HashMismatchError{Object: container + "/" + object, Local: res.Hash, Remote: hm.ObjectHash}
-	}
+	res := &DownloadResult{Bytes: size, BlockSize: bs, Version: hm.Version, BlocksTotal: n, Hash: root}
 	pr := newProgressReporter(opts.Progress, opts.ProgressInterval, Progress{Phase: PhaseHashing, TotalBytes: size, BlocksTotal: n})
 	pool := newBufferPool(max(opts.HashWorkers, opts.BlockConcurrency), int(min(bs, max(size, 1))))
 
@@ -108,19 +100,11 @@ func (c *Client) download(ctx context.Context, container, object string, dst io.
 	}
 	have := make([]bool, n)
 	if ra, ok := dst.(io.ReaderAt); ok && !opts.NoResume && localSize > 0 && n > 0 {
-		// Only whole blocks, as the object cuts them, can match.
-		covered := min(localSize, size)
-		if covered < size {
-			covered -= covered % bs
-		}
-		h := &fileHasher{r: ra, size: covered, blockSize: bs, workers: opts.HashWorkers, pool: pool, hashed: pr.hashed}
-		local, err := h.hash(ctx)
-		if err != nil {
+		if have, _, err = localBlocks(ctx, ra, localSize, size, bs, sums, opts.HashWorkers, pool, pr); err != nil {
 			return nil, fmt.Errorf("checking the existing destination: %w", err)
 		}
-		for i, d := range local {
-			if d == sums[i] {
-				have[i] = true
+		for _, h := range have {
+			if h {
 				res.BlocksReused++
 			}
 		}
@@ -225,6 +209,120 @@ func (c *Client) download(ctx context.Context, container, object string, dst io.
 	res.BlocksFetched = pr.blocksSent.Load()
 	res.BytesFetched = pr.bytesSent.Load()
 	res.Duration = time.Since(start)
+	pr.finish()
+	return res, nil
+}
+
+// checkedHashmap reads an object's hashmap (of version, "" for the current
+// one), checks it, and checks that its Merkle root is the object's hash.
+func (c *Client) checkedHashmap(ctx context.Context, container, object, version string) (*Hashmap, []Digest, string, error) {
+	hm, err := c.GetHashmap(ctx, container, object, &GetHashmapOptions{Version: version})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	sums, err := checkRemoteHashmap(hm)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	root := Digest(hashmap.MerkleRootRaw(digestSlices(sums))).String()
+	if hm.ObjectHash != "" && hm.ObjectHash != root {
+		return nil, nil, "", &HashMismatchError{Object: container + "/" + object, Local: root, Remote: hm.ObjectHash}
+	}
+	return hm, sums, root, nil
+}
+
+// localBlocks hashes the whole blocks of a local file of localSize bytes
+// (as an object of size bytes in blocks of bs cuts them), reports which
+// ones equal the object's block at the same index, and returns the hashes.
+func localBlocks(ctx context.Context, ra io.ReaderAt, localSize, size, bs int64, sums []Digest, workers int, pool *bufferPool, pr *progressReporter) ([]bool, []Digest, error) {
+	have := make([]bool, len(sums))
+	// Only whole blocks, as the object cuts them, can match.
+	covered := min(localSize, size)
+	if covered < size {
+		covered -= covered % bs
+	}
+	h := &fileHasher{r: ra, size: covered, blockSize: bs, workers: workers, pool: pool, hashed: pr.hashed}
+	local, err := h.hash(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, d := range local {
+		if i < len(sums) && d == sums[i] {
+			have[i] = true
+		}
+	}
+	return have, local, nil
+}
+
+// VerifyResult compares a local file with an object.
+type VerifyResult struct {
+	// Hash is the object's Merkle hash (checked against its hashmap);
+	// LocalHash the local file's, in the object's block size ("" when the
+	// sizes differ, since a different size is already a difference).
+	Hash       string
+	LocalHash  string
+	Bytes      int64
+	LocalBytes int64
+	BlockSize  int64
+	Version    string
+	// BlocksTotal blocks of the object; Differing the indexes of those the
+	// local file does not hold, at their offset, with their content.
+	BlocksTotal int64
+	Differing   []int64
+}
+
+// Match reports whether the local file is the object, byte for byte.
+func (r *VerifyResult) Match() bool {
+	return r.LocalBytes == r.Bytes && len(r.Differing) == 0 && r.LocalHash == r.Hash
+}
+
+// Verify compares local (localSize bytes) with container/object block by
+// block, the way Download decides what to resume: it reads the object's
+// hashmap, checks its Merkle root against the object's hash, hashes the
+// local file in the object's block size and lists the blocks that differ.
+// It sends no data either way. opts.Version, HashWorkers and Progress
+// apply.
+func (c *Client) Verify(ctx context.Context, container, object string, local io.ReaderAt, localSize int64, opts DownloadOptions) (*VerifyResult, error) {
+	res, err := c.verify(ctx, container, object, local, localSize, opts)
+	if err != nil {
+		return nil, fmt.Errorf("pithos: verify %s/%s: %w", container, object, err)
+	}
+	return res, nil
+}
+
+func (c *Client) verify(ctx context.Context, container, object string, local io.ReaderAt, localSize int64, opts DownloadOptions) (*VerifyResult, error) {
+	if opts.HashWorkers <= 0 {
+		opts.HashWorkers = defaultHashWorkers()
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = 250 * time.Millisecond
+	}
+	hm, sums, root, err := c.checkedHashmap(ctx, container, object, opts.Version)
+	if err != nil {
+		return nil, err
+	}
+	size, bs := hm.Bytes, hm.BlockSize
+	n := int64(len(sums))
+	res := &VerifyResult{Hash: root, Bytes: size, LocalBytes: localSize, BlockSize: bs, Version: hm.Version, BlocksTotal: n, Differing: []int64{}}
+	pr := newProgressReporter(opts.Progress, opts.ProgressInterval, Progress{Phase: PhaseHashing, TotalBytes: min(localSize, size), BlocksTotal: n})
+	pool := newBufferPool(opts.HashWorkers, int(min(bs, max(size, 1))))
+	have := make([]bool, n)
+	var localSums []Digest
+	if localSize > 0 && n > 0 {
+		if have, localSums, err = localBlocks(ctx, local, localSize, size, bs, sums, opts.HashWorkers, pool, pr); err != nil {
+			return nil, fmt.Errorf("hashing the local file: %w", err)
+		}
+	}
+	for i, h := range have {
+		if !h {
+			res.Differing = append(res.Differing, int64(i))
+		}
+	}
+	if localSize == size && n > 0 {
+		res.LocalHash = Digest(hashmap.MerkleRootRaw(digestSlices(localSums))).String()
+	} else if localSize == 0 && size == 0 {
+		res.LocalHash = root
+	}
 	pr.finish()
 	return res, nil
 }

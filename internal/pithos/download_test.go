@@ -253,3 +253,52 @@ func sortedStrings(s []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Verify compares a local file with an object as Download decides what to
+// resume, and fetches nothing.
+func TestVerifyListsTheDifferingBlocks(t *testing.T) {
+	e := newEnv(t, sandbox.Config{})
+	data := testData(8*tbs+100, 1<<30, 103)
+	up, err := e.c.Upload(context.Background(), "c", "img", e.file(t, "src", data), UploadOptions{})
+	require.NoError(t, err)
+	corrupt := func(offsets ...int) []byte {
+		b := append([]byte(nil), data...)
+		for _, o := range offsets {
+			b[o] ^= 1
+		}
+		return b
+	}
+	tests := []struct {
+		name      string
+		local     []byte
+		match     bool
+		differing []int64
+		sameHash  bool
+	}{
+		{"same", data, true, []int64{}, true},
+		{"two blocks flipped", corrupt(1, 5*tbs+7), false, []int64{0, 5}, false},
+		{"last partial block flipped", corrupt(8*tbs + 99), false, []int64{8}, false},
+		{"truncated", data[:6*tbs+3], false, []int64{6, 7, 8}, false},
+		{"longer", append(append([]byte(nil), data...), 'x'), false, []int64{}, false},
+		{"empty", nil, false, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, rc := e.countingClient()
+			f := e.file(t, tt.name, tt.local)
+			res, err := c.Verify(context.Background(), "c", "img", f, int64(len(tt.local)), DownloadOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, tt.match, res.Match())
+			assert.Equal(t, tt.differing, res.Differing)
+			assert.Equal(t, up.Hash, res.Hash)
+			assert.Equal(t, tt.sameHash, res.LocalHash == res.Hash)
+			if len(tt.local) == len(data) {
+				assert.Equal(t, merkleOf(tt.local, tbs), res.LocalHash, "the local file's Merkle hash")
+			}
+			assert.Equal(t, int64(9), res.BlocksTotal)
+			assert.Empty(t, rc.ranges(), "no data is fetched")
+		})
+	}
+	_, err = e.c.Verify(context.Background(), "c", "nope", e.file(t, "x", data), int64(len(data)), DownloadOptions{})
+	assert.True(t, IsNotFound(err), "%v", err)
+}
