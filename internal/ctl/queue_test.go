@@ -449,3 +449,34 @@ func TestCompletesTaskIDs(t *testing.T) {
 	assert.Contains(t, out, idActive)
 	assert.NotContains(t, out, idArchived)
 }
+
+// TestStatusShowsSkippedFiles: what the watchers could not use (here a
+// symlink whose target is outside the roots) is listed by status, with the
+// node, the link and its target, in the table and in --json.
+func TestStatusShowsSkippedFiles(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		reason := "symlink /srv/drop/evil.diskdump -> /etc/hostname not used: its target is outside every watch root (follow_symlinks: inside); move or copy the file into a watched folder"
+		sk := jobs.NewSkipped(e.rdb, "build-2", time.Hour)
+		require.NoError(t, sk.SetRoot(ctx, "/srv/drop", []jobs.SkippedFile{{Root: "/srv/drop", Path: "/srv/drop/evil.diskdump", Reason: reason, Since: time.Now()}}))
+		require.NoError(t, jobs.NewSkipped(e.rdb, "build-1", 0).Add(ctx, jobs.SkippedFile{Root: "/srv/a", Path: "/srv/a/x.diskdump", Reason: "cannot read: permission denied"}))
+
+		code, out, errOut := e.run("status")
+		require.Equal(t, 0, code, errOut)
+		assert.Contains(t, out, "NOT USED")
+		assert.Contains(t, out, "build-2  /srv/drop/evil.diskdump\n    "+reason)
+		assert.Less(t, strings.Index(out, "build-1"), strings.Index(out, "build-2"), "by node")
+
+		var doc StatusDoc
+		e.runJSON(&doc, "status")
+		require.Len(t, doc.Skipped, 2)
+		assert.Equal(t, "build-2", doc.Skipped[1].Node)
+		assert.Equal(t, reason, doc.Skipped[1].Reason)
+
+		// A rescan that no longer finds it clears it.
+		require.NoError(t, sk.SetRoot(ctx, "/srv/drop", nil))
+		e.runJSON(&doc, "status")
+		require.Len(t, doc.Skipped, 1)
+		assert.Equal(t, "build-1", doc.Skipped[0].Node)
+	})
+}

@@ -31,7 +31,8 @@ import (
 //	  "active": [{…Task…, "phase": "hashing", "unit": "bytes"|"blocks"|"",
 //	              "done": 0, "total": 0, "fraction": 0.31 | null,
 //	              "bytes_per_second": 0, "elapsed_seconds": 0, "stalled": false}],
-//	  "failures": [Task, …]   // archived and retrying, most recent first
+//	  "failures": [Task, …],  // archived and retrying, most recent first
+//	  "skipped": [{"node", "root", "path", "reason", "since"}]  // files the watchers could not use
 //	}
 type StatusDoc struct {
 	Time       time.Time     `json:"time"`
@@ -43,6 +44,10 @@ type StatusDoc struct {
 	Workers    []Worker      `json:"workers"`
 	Active     []ActiveJob   `json:"active"`
 	Failures   []Task        `json:"failures"`
+	// Skipped are files under the watch roots that a node's watcher could
+	// not use (a symlink its policy refuses, a broken link, an unreadable
+	// file), by node and path.
+	Skipped []jobs.SkippedFile `json:"skipped"`
 }
 
 // Counts are task counts by state, plus today's processed/failed totals.
@@ -233,7 +238,7 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 	now := time.Now()
 	doc := &StatusDoc{
 		Time: now.UTC(), Redis: a.conn.Addr, Node: a.cfg.Node, AuthPaused: a.authPaused(cmd),
-		Queues: []QueueStatus{}, Workers: []Worker{}, Active: []ActiveJob{}, Failures: []Task{},
+		Queues: []QueueStatus{}, Workers: []Worker{}, Active: []ActiveJob{}, Failures: []Task{}, Skipped: []jobs.SkippedFile{},
 	}
 	for _, q := range queues {
 		qs := QueueStatus{Queue: q}
@@ -305,6 +310,9 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 	sortActive(doc.Active)
 	sortFailures(failed)
 	doc.Failures = append(doc.Failures, failed[:min(failures, len(failed))]...)
+	if doc.Skipped, err = jobs.ListSkipped(cmd.Context(), a.conn.Client); err != nil {
+		return nil, err
+	}
 	for id := range prev {
 		if !seen[id] {
 			delete(prev, id)
@@ -517,7 +525,24 @@ func renderStatus(doc *StatusDoc) []byte {
 			fmt.Fprintln(&buf, "  (syncctl list failed · syncctl inspect ID · syncctl retry ID|--all)")
 		}
 	}
+	renderSkipped(&buf, doc.Skipped)
 	return buf.Bytes()
+}
+
+// maxSkippedShown bounds the skipped files listed in the table view.
+const maxSkippedShown = 20
+
+func renderSkipped(buf *bytes.Buffer, skipped []jobs.SkippedFile) {
+	if len(skipped) == 0 {
+		return
+	}
+	fmt.Fprintln(buf, "\nNOT USED (files under the watch roots that syncd skipped)")
+	for _, f := range skipped[:min(len(skipped), maxSkippedShown)] {
+		fmt.Fprintf(buf, "  %s  %s\n    %s\n", f.Node, f.Path, oneLine(f.Reason))
+	}
+	if n := len(skipped) - maxSkippedShown; n > 0 {
+		fmt.Fprintf(buf, "  … and %d more (syncctl status --json lists them all)\n", n)
+	}
 }
 
 func countCells(c Counts, latency string) []string {

@@ -169,7 +169,8 @@ func Run(ctx context.Context, opts Options) error {
 			log.Error("watcher stopped", zap.Error(err))
 		}
 	}()
-	d := &dispatcher{cfg: cfg, enq: enq, catalog: catalog, log: log, metrics: m, watcher: watcher}
+	d := &dispatcher{cfg: cfg, enq: enq, catalog: catalog, log: log, metrics: m, watcher: watcher,
+		skipped: jobs.NewSkipped(conn.Client, cfg.Node, skippedTTL(cfg.Rescan.D()))}
 	go func() {
 		defer wg.Done()
 		d.run(runCtx, watcher.Events(), func() { ready.Store(true) })
@@ -242,6 +243,15 @@ func serveHTTP(listen string, m *metrics.Metrics, conn *redisconn.Conn, ready, a
 		}
 	}()
 	return srv, ln.Addr().String(), nil
+}
+
+// skippedTTL lets the skipped-files record of a node that stopped expire
+// after a few rescans it did not run (never, with periodic rescans off).
+func skippedTTL(rescan time.Duration) time.Duration {
+	if rescan <= 0 {
+		return 0
+	}
+	return max(5*rescan, 10*time.Minute)
 }
 
 // asynqLogger routes asynq's logs through zap.

@@ -22,6 +22,8 @@ type dispatcher struct {
 	log     *zap.Logger
 	metrics *metrics.Metrics
 	watcher *watch.Watcher
+	// skipped records what the watcher could not use, for syncctl status.
+	skipped *jobs.Skipped
 
 	// enqueueFailed records an enqueue lost to an unreachable Redis.
 	enqueueFailed atomic.Bool
@@ -50,14 +52,48 @@ func (d *dispatcher) run(ctx context.Context, events <-chan watch.Event, onReady
 				initial[e.Root] = true
 			}
 			d.metrics.FilesSeen.Set(float64(e.Images))
+			d.recordSkipped(ctx, e)
 			if !readyDone && len(initial) >= len(d.cfg.Watch) {
 				readyDone = true
 				onReady()
 			}
 		case watch.Error:
+			// The watcher logged it.
 			d.metrics.WatchErrors.Inc()
-			d.log.Warn("cannot read under a watch root", zap.String("root", e.Root), zap.String("path", e.Path), zap.Error(e.Err))
+			d.recordSkipped(ctx, e)
+		case watch.ErrorCleared:
+			d.recordSkipped(ctx, e)
 		}
+	}
+}
+
+// recordSkipped keeps the node's record of unusable files (jobs.Skipped) in
+// step with the watcher. It is a view for operators: failing to write it
+// costs nothing else, and the next full scan rewrites it.
+func (d *dispatcher) recordSkipped(ctx context.Context, ev watch.Event) {
+	if d.skipped == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	entry := func(e watch.Error) jobs.SkippedFile {
+		return jobs.SkippedFile{Root: e.Root, Path: e.Path, Reason: e.Err.Error(), Since: time.Now().UTC()}
+	}
+	var err error
+	switch e := ev.(type) {
+	case watch.Error:
+		err = d.skipped.Add(ctx, entry(e))
+	case watch.ErrorCleared:
+		err = d.skipped.Remove(ctx, e.Path)
+	case watch.RescanDone:
+		files := make([]jobs.SkippedFile, 0, len(e.Problems))
+		for _, p := range e.Problems {
+			files = append(files, entry(p))
+		}
+		err = d.skipped.SetRoot(ctx, e.Root, files)
+	}
+	if err != nil && ctx.Err() == nil {
+		d.log.Debug("cannot record skipped files", zap.Error(err))
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 )
 
 // Event is what the watcher reports: one of ImageReady, ImageRemoved,
-// MetaChanged, RescanDone or Error. Consumers type-switch on it.
+// MetaChanged, RescanDone, Error or ErrorCleared. Consumers type-switch on
+// it.
 type Event interface{ watchEvent() }
 
 // ImageReady reports an image whose size and mtime have been stable for the
@@ -60,7 +61,16 @@ type RescanDone struct {
 	Images   int // image files present under the root (settled or not)
 	Duration time.Duration
 	Initial  bool // the first scan after Run started
+	// Problems are the root's current problems (each reported once as an
+	// Error, and not yet cleared), by path, at most MaxProblems of them;
+	// ProblemsTotal counts them all.
+	Problems      []Error
+	ProblemsTotal int
 }
+
+// MaxProblems bounds RescanDone.Problems: a folder full of broken links must
+// not make every rescan copy them all.
+const MaxProblems = 1000
 
 // Error reports something under a root the watcher could not read: an
 // unreadable file or directory, a broken symlink, a missing root, or a
@@ -78,6 +88,14 @@ type Error struct {
 func (e Error) Error() string { return fmt.Sprintf("watch %s: %v", e.Path, e.Err) }
 func (e Error) Unwrap() error { return e.Err }
 
+// ErrorCleared reports that the problem an Error reported at a path is
+// over: the file was fixed, removed, or became acceptable.
+type ErrorCleared struct {
+	Root    string
+	RelPath string
+	Path    string
+}
+
 // ErrWatchLimit is wrapped by the Error event sent when a root falls back to
 // polling because the kernel's inotify limits were reached.
 var ErrWatchLimit = errors.New("inotify watch limit reached, falling back to polling (raise fs.inotify.max_user_watches / max_user_instances with sysctl)")
@@ -87,6 +105,7 @@ func (ImageRemoved) watchEvent() {}
 func (MetaChanged) watchEvent()  {}
 func (RescanDone) watchEvent()   {}
 func (Error) watchEvent()        {}
+func (ErrorCleared) watchEvent() {}
 
 // underDir reports whether rel is dir itself or inside it; dir "" is the root.
 func underDir(dir, rel string) bool {

@@ -33,8 +33,14 @@ type rootState struct {
 	// old path still holds the watch (a move not yet processed) must drop the
 	// old watch first, or its events would keep the old names.
 	watchedIDs map[FileID]string
-	errs       map[string]string // rel → last reported error, to report once
-	warned     map[string]bool   // symlinked directories already logged
+	errs       map[string]errEntry // rel → the problem reported there, to report once
+	warned     map[string]bool     // symlinked directories already logged
+}
+
+// errEntry is a problem reported at a path, until it is fixed or gone.
+type errEntry struct {
+	err error
+	gen uint64 // the scan that last saw it
 }
 
 type dirState struct {
@@ -99,7 +105,8 @@ func (w *Watcher) fullScan(ctx context.Context, r *rootState, initial bool) {
 	d := time.Since(start)
 	w.log.Debug("scan done", zap.String("root", r.dir), zap.Int("images", images),
 		zap.Int("dirs", len(r.dirs)), zap.Duration("took", d), zap.Bool("polling", r.fsw == nil))
-	w.publish(RescanDone{Root: r.dir, Images: images, Duration: d, Initial: initial})
+	problems, total := r.problems(MaxProblems)
+	w.publish(RescanDone{Root: r.dir, Images: images, Duration: d, Initial: initial, Problems: problems, ProblemsTotal: total})
 }
 
 // scanTree walks the directory rel (watching every directory in it), brings
@@ -140,6 +147,15 @@ func (w *Watcher) scanTree(ctx context.Context, r *rootState, rel string) bool {
 	for _, p := range goneDirs {
 		if _, still := r.dirs[p]; still { // may have gone with a parent
 			w.removeDir(r, p)
+		}
+	}
+	// Problems at paths this walk no longer found (a refused or broken link
+	// removed while events were lost) are gone with them.
+	for _, p := range sortedKeys(r.errs) {
+		_, file := r.files[p]
+		_, dir := r.dirs[p]
+		if r.errs[p].gen != gen && underDir(rel, p) && !keep(p) && !file && !dir {
+			w.dropErr(r, p)
 		}
 	}
 	return true
@@ -282,9 +298,9 @@ func (w *Watcher) removeDir(r *rootState, rel string) {
 	for _, fst := range gone {
 		w.removeFile(r, fst)
 	}
-	for p := range r.errs {
+	for _, p := range sortedKeys(r.errs) {
 		if underDir(rel, p) {
-			delete(r.errs, p)
+			w.dropErr(r, p)
 		}
 	}
 }
@@ -293,7 +309,7 @@ func (w *Watcher) removeDir(r *rootState, rel string) {
 func (w *Watcher) removeFile(r *rootState, fst *fileState) {
 	fst.dead = true
 	delete(r.files, fst.rel)
-	delete(r.errs, fst.rel)
+	w.dropErr(r, fst.rel)
 	if fst.reported == nil {
 		return
 	}
@@ -318,19 +334,47 @@ func metaChanged(r *rootState, fst *fileState) MetaChanged {
 // reportErr sends an Error event unless the same problem was already
 // reported for this path.
 func (w *Watcher) reportErr(r *rootState, rel string, err error) {
-	msg := err.Error()
-	if r.errs[rel] == msg {
+	if old, ok := r.errs[rel]; ok && old.err.Error() == err.Error() {
+		r.errs[rel] = errEntry{err: old.err, gen: r.gen}
 		return
 	}
-	r.errs[rel] = msg
+	r.errs[rel] = errEntry{err: err, gen: r.gen}
 	abs := r.AbsOf(rel)
-	w.log.Warn("cannot read", zap.String("root", r.dir), zap.String("path", abs), zap.Error(err))
+	var le *LinkError
+	if errors.As(err, &le) {
+		w.log.Warn("symlink not used", zap.String("root", r.dir), zap.String("link", le.Link),
+			zap.String("target", le.Target), zap.String("follow_symlinks", string(le.Policy)), zap.Error(err))
+	} else {
+		w.log.Warn("cannot read", zap.String("root", r.dir), zap.String("path", abs), zap.Error(err))
+	}
 	w.publish(Error{Root: r.dir, RelPath: rel, Path: abs, Err: err})
 }
 
 func (w *Watcher) clearErr(r *rootState, rel string) {
 	if _, ok := r.errs[rel]; ok {
-		delete(r.errs, rel)
+		w.dropErr(r, rel)
 		w.log.Info("readable again", zap.String("root", r.dir), zap.String("path", r.AbsOf(rel)))
 	}
+}
+
+// dropErr forgets the problem at rel, if any, and reports that it is gone.
+func (w *Watcher) dropErr(r *rootState, rel string) {
+	if _, ok := r.errs[rel]; !ok {
+		return
+	}
+	delete(r.errs, rel)
+	w.publish(ErrorCleared{Root: r.dir, RelPath: rel, Path: r.AbsOf(rel)})
+}
+
+// problems lists the root's current problems by path, at most max of them,
+// and how many there are.
+func (r *rootState) problems(max int) ([]Error, int) {
+	out := []Error{}
+	for _, rel := range sortedKeys(r.errs) {
+		if len(out) == max {
+			break
+		}
+		out = append(out, Error{Root: r.dir, RelPath: rel, Path: r.AbsOf(rel), Err: r.errs[rel].err})
+	}
+	return out, len(r.errs)
 }

@@ -148,7 +148,7 @@ func New(opts Options) (*Watcher, error) {
 			files:      map[string]*fileState{},
 			dirs:       map[string]*dirState{},
 			watchedIDs: map[FileID]string{},
-			errs:       map[string]string{},
+			errs:       map[string]errEntry{},
 			warned:     map[string]bool{},
 		})
 	}
@@ -496,8 +496,10 @@ func (w *Watcher) look(ctx context.Context, r *rootState, rel string) {
 	w.take(r, e)
 }
 
-// forget drops whatever was known at rel: a file, or a directory tree.
+// forget drops whatever was known at rel: a file, a directory tree, a
+// problem.
 func (w *Watcher) forget(r *rootState, rel string) {
+	w.dropErr(r, rel)
 	if _, ok := r.dirs[rel]; ok {
 		w.removeDir(r, rel)
 	}

@@ -712,3 +712,55 @@ func TestDirectoriesChangedWhileEventsLost(t *testing.T) {
 	})
 	assert.Empty(t, readyFor(evs, "m/x/y/later.diskdump"))
 }
+
+// TestProblemsAreListedAndCleared: each rescan lists the root's current
+// problems; a problem fixed, or a refused file removed (seen by an event or,
+// with events lost, by a rescan), is reported cleared and listed no more.
+func TestProblemsAreListedAndCleared(t *testing.T) {
+	t.Parallel()
+	dir, outside := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(outside, "secret"), "s")
+	write(t, filepath.Join(dir, "ok.diskdump"), "ok")
+	for name, target := range map[string]string{
+		"out.diskdump":    filepath.Join(outside, "secret"),
+		"broken.diskdump": "nowhere",
+		"lost.diskdump":   filepath.Join(outside, "secret"),
+	} {
+		require.NoError(t, os.Symlink(target, filepath.Join(dir, name)))
+	}
+	h := start(t, opts(t, dir))
+	evs := h.waitFor("three problems", func(evs []stamped) bool { return len(only[Error](evs)) == 3 })
+	scan := only[RescanDone](evs)[0]
+	require.Equal(t, 3, scan.ProblemsTotal)
+	var listed []string
+	for _, p := range scan.Problems {
+		listed = append(listed, p.RelPath)
+	}
+	assert.Equal(t, []string{"broken.diskdump", "lost.diskdump", "out.diskdump"}, listed)
+
+	cleared := func(rel string) func([]stamped) bool {
+		return func(evs []stamped) bool {
+			for _, c := range only[ErrorCleared](evs) {
+				if c.RelPath == rel {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	require.NoError(t, os.Remove(filepath.Join(dir, "out.diskdump")))
+	h.waitFor("out cleared", cleared("out.diskdump"))
+	write(t, filepath.Join(dir, "nowhere"), "now it is somewhere")
+	h.rescan(false) // a link's target is not watched: rescans see it
+	h.waitFor("broken fixed", hasReady("broken.diskdump"))
+	h.waitFor("broken cleared", cleared("broken.diskdump"))
+	h.w.hooks.dropEvents.Store(true)
+	require.NoError(t, os.Remove(filepath.Join(dir, "lost.diskdump")))
+	time.Sleep(100 * time.Millisecond)
+	h.w.hooks.dropEvents.Store(false)
+	evs = h.rescan(false)
+	assert.True(t, cleared("lost.diskdump")(evs), "a rescan clears what went unseen")
+	last := only[RescanDone](evs)
+	assert.Equal(t, 0, last[len(last)-1].ProblemsTotal)
+	assert.Empty(t, last[len(last)-1].Problems)
+}
