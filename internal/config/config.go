@@ -49,6 +49,13 @@ type Cloud struct {
 	TokenFile string `yaml:"token_file"`
 	// Timeout bounds one HTTP request's headers wait (not a whole upload).
 	Timeout Duration `yaml:"timeout"`
+	// CAFile is a PEM bundle of the CA certificates to verify the cloud
+	// with, instead of the system roots (a private CA).
+	CAFile string `yaml:"ca_file"`
+	// InsecureSkipVerify turns certificate verification off: anyone on the
+	// path can read the token and change what is uploaded. For throwaway
+	// test clouds only; syncd and syncctl warn about it at every start.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // Redis selects the queue backend.
@@ -232,6 +239,7 @@ func LoadWith(path string, o LoadOptions) (*Config, error) {
 	if err := p.err(cfg.Source); err != nil {
 		return nil, err
 	}
+	cfg.Warnings = append(cfg.Warnings, cfg.warnings(o.Use)...)
 	return cfg, nil
 }
 

@@ -203,6 +203,12 @@ func TestDaemonRequirements(t *testing.T) {
 			[]string{"cloud.token_file: /nonexistent/token does not exist (line 1)"}},
 		{"auth_url from env", "cloud: {token: t}\n", map[string]string{"SYNCD_AUTH_URL": "ftp://x"}, ForDaemon,
 			[]string{`cloud.auth_url: "ftp://x" is not an http(s) URL (from SYNCD_AUTH_URL)`}},
+		{"missing ca_file", "cloud: {auth_url: 'https://a.example/identity/v2.0', token: t, ca_file: /nonexistent/ca.pem}\n", nil, ForDaemon,
+			[]string{"cloud.ca_file: /nonexistent/ca.pem does not exist (line 1)"}},
+		{"ca_file without a certificate", "cloud: {auth_url: 'https://a.example/identity/v2.0', token: t, ca_file: " + write2(t, dir, "x.pem", "hello") + "}\n", nil, ForDaemon,
+			[]string{"x.pem holds no PEM certificate"}},
+		{"ca_file and insecure", "cloud: {auth_url: 'https://a.example/identity/v2.0', token: t, ca_file: /x, insecure_skip_verify: true}\n", nil, ForCtl,
+			[]string{"cloud.insecure_skip_verify: set together with cloud.ca_file: set one or the other"}},
 		{"ctl needs no cloud", "node: n\n", nil, ForCtl, nil},
 		{"dev brings its cloud and redis", "redis: {addr: ''}\n", nil, ForDev, nil},
 		{"ctl still checks what is set", "cloud: {auth_url: x}\n", nil, ForCtl, []string{`cloud.auth_url: "x" is not an http(s) URL`}},
@@ -222,6 +228,28 @@ func TestDaemonRequirements(t *testing.T) {
 			}
 		})
 	}
+}
+
+func write2(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+// Turning TLS verification off is allowed, and said loudly at every start.
+func TestInsecureSkipVerifyWarns(t *testing.T) {
+	p := write2(t, t.TempDir(), "c.yaml", "cloud: {auth_url: 'https://a.example/identity/v2.0', token: t, insecure_skip_verify: true}\n")
+	cfg, err := LoadWith(p, LoadOptions{Getenv: env(nil), Use: ForDaemon})
+	require.NoError(t, err)
+	require.Len(t, cfg.Warnings, 1)
+	assert.Contains(t, cfg.Warnings[0], "cloud.insecure_skip_verify is true: the cloud's TLS certificate is NOT verified")
+
+	p = write2(t, t.TempDir(), "c.yaml", "cloud: {auth_url: 'http://cloud.example/identity/v2.0', token: t}\n")
+	cfg, err = LoadWith(p, LoadOptions{Getenv: env(nil), Use: ForDaemon})
+	require.NoError(t, err)
+	require.Len(t, cfg.Warnings, 1)
+	assert.Contains(t, cfg.Warnings[0], "plain http")
 }
 
 func TestParseRejectsWhatDoesNotFit(t *testing.T) {

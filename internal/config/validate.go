@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/url"
@@ -148,6 +149,12 @@ func (c *Config) check(p *problems, use Use) {
 		if daemon && c.Cloud.Token == "" && c.Cloud.TokenFile != "" {
 			checkFile(p, "cloud.token_file", c.Cloud.TokenFile)
 		}
+	}
+	switch {
+	case c.Cloud.CAFile != "" && c.Cloud.InsecureSkipVerify:
+		p.add("cloud.insecure_skip_verify", "set together with cloud.ca_file: set one or the other")
+	case c.Cloud.CAFile != "" && daemon:
+		checkPEMFile(p, "cloud.ca_file", c.Cloud.CAFile)
 	}
 	if c.Cloud.Timeout.D() < 0 {
 		p.add("cloud.timeout", "%s: must not be negative", c.Cloud.Timeout.D())
@@ -302,6 +309,46 @@ func checkFile(p *problems, key, path string) {
 	case st.IsDir():
 		p.add(key, "%s is a directory, not a file", path)
 	}
+}
+
+// checkPEMFile requires a file holding at least one PEM certificate.
+func checkPEMFile(p *problems, key, path string) {
+	n := len(p.list)
+	checkFile(p, key, path)
+	if len(p.list) > n {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		p.add(key, "%s: %v", path, unwrapPathError(err))
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		p.add(key, "%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path)
+	}
+}
+
+// warnings are findings that do not stop syncd but must be seen.
+func (c *Config) warnings(use Use) []string {
+	var w []string
+	if use == ForDev {
+		return nil
+	}
+	if c.Cloud.InsecureSkipVerify {
+		w = append(w, "cloud.insecure_skip_verify is true: the cloud's TLS certificate is NOT verified, so anyone on the network path can read the token and alter images; use cloud.ca_file for a private CA instead")
+	}
+	if u, err := url.Parse(c.Cloud.AuthURL); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		w = append(w, fmt.Sprintf("cloud.auth_url %s is plain http: the token crosses the network unencrypted", c.Cloud.AuthURL))
+	}
+	return w
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func unwrapPathError(err error) error {

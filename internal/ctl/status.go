@@ -448,7 +448,7 @@ func renderStatus(doc *StatusDoc) []byte {
 	now := doc.Time
 	fmt.Fprintf(&buf, "imagesync status · redis %s · node %s · %s\n", escapeText(doc.Redis), escapeText(doc.Node), now.Local().Format("2006-01-02 15:04:05"))
 	if doc.AuthPaused != "" {
-		fmt.Fprintf(&buf, "\n!! QUEUES PAUSED: the cloud rejected the token. Set a valid cloud.token / token_file / SYNCD_TOKEN and restart syncd.\n!! %s\n", escapeText(oneLine(doc.AuthPaused)))
+		fmt.Fprintf(&buf, "\n!! QUEUES PAUSED: the cloud rejected the token. Write a valid token to cloud.token_file (read again without a restart), or set cloud.token / SYNCD_TOKEN and restart syncd.\n!! %s\n", escapeText(oneLine(doc.AuthPaused)))
 	}
 	if len(doc.Workers) == 0 {
 		fmt.Fprintln(&buf, "\nworkers: none connected to this Redis (is syncd running?)")

@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Ready, if set, is called once everything is up.
 	Ready func(Info)
+	// AuthRecheck is how often cloud.token_file is read again while the
+	// queues are paused after a 401 (default 10s).
+	AuthRecheck time.Duration
 }
 
 // Info describes a running daemon.
@@ -79,10 +83,12 @@ func Run(ctx context.Context, opts Options) error {
 	// Hops between jobs in milliseconds without polling Redis hard at idle.
 	enq.Waker = jobs.NewQueueWaker(jobs.DefaultIdlePoll)
 	m := metrics.New(enq.Inspector())
-	session := cloud.New(cloud.Options{
-		AuthURL: cfg.Cloud.AuthURL, Token: cfg.Cloud.Token, Timeout: cfg.Cloud.Timeout.D(),
-		MaxConns: cfg.Upload.Files*cfg.Upload.Blocks + 8, Logger: log,
-	})
+	copts, err := cloud.FromConfig(cfg.Cloud)
+	if err != nil {
+		return err
+	}
+	copts.MaxConns, copts.Logger = cfg.Upload.Files*cfg.Upload.Blocks+8, log
+	session := cloud.New(copts)
 	cache, err := pithos.OpenHashmapCache(filepath.Join(cfg.StateDir, "hashmaps"))
 	if err != nil {
 		return fmt.Errorf("hashmap cache: %w", err)
@@ -95,11 +101,14 @@ func Run(ctx context.Context, opts Options) error {
 	uploadQueues := map[string]int{jobs.UploadQueue(cfg.Node): 2, jobs.QueueSharedUpload: 1}
 	allQueues := []string{jobs.UploadQueue(cfg.Node), jobs.QueueSharedUpload, jobs.QueueDefault}
 	var authBroken atomic.Bool
+	recovery := &authRecovery{session: session, every: cmp.Or(opts.AuthRecheck, authRecheck), log: log, cleared: func() { authBroken.Store(false) }}
 	gate := jobs.NewAuthGate(conn.Client, enq.Inspector(), allQueues, log, func() {
 		authBroken.Store(true)
 		m.AuthFailures.Inc()
 		session.Invalidate()
+		recovery.start(ctx)
 	})
+	recovery.gate = gate
 	worker := jobs.NewWorker(jobs.Deps{
 		Session: session, Catalog: catalog, Enqueuer: enq, Cache: cache, Metrics: m, Log: log, Gate: gate, Redis: conn.Client,
 		Blocks: cfg.Upload.Blocks, HashWorkers: cfg.Upload.HashWorkers, Detector: detector,
@@ -141,6 +150,9 @@ func Run(ctx context.Context, opts Options) error {
 	if _, err := session.Get(ctx); err != nil {
 		if jobs.Classify(err) == jobs.Unauthorized {
 			gate.Trip(ctx, err)
+			// Paused by an earlier run too: Trip did nothing then.
+			authBroken.Store(true)
+			recovery.start(ctx)
 		} else {
 			log.Warn("cloud not reachable yet; jobs will retry", zap.Error(err))
 		}

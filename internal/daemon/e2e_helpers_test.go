@@ -60,14 +60,24 @@ func runDaemon(t *testing.T, cfg *config.Config, log *zap.Logger) Info {
 // the test ends).
 func startDaemon(t *testing.T, cfg *config.Config, log *zap.Logger) (Info, func()) {
 	t.Helper()
-	if log == nil {
-		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	return startDaemonWith(t, Options{Config: cfg, Logger: log})
+}
+
+// startDaemonWith is startDaemon with more options.
+func startDaemonWith(t *testing.T, o Options) (Info, func()) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
 	done := make(chan error, 1)
+	o.Ready = func(i Info) { ready <- i }
 	go func() {
-		done <- Run(ctx, Options{Config: cfg, Logger: log, ShutdownTimeout: time.Second, Ready: func(i Info) { ready <- i }})
+		done <- Run(ctx, o)
 	}()
 	var once sync.Once
 	stop := func() {

@@ -170,6 +170,6 @@ func asJobError(what string, err error) error {
 type UnauthorizedError struct{ Err error }
 
 func (e *UnauthorizedError) Error() string {
-	return unauthorizedPrefix + ": set a valid one in cloud.token / cloud.token_file / SYNCD_TOKEN and restart syncd: " + e.Err.Error()
+	return unauthorizedPrefix + ": write a valid one to cloud.token_file (read again without a restart), or set cloud.token / SYNCD_TOKEN and restart syncd: " + e.Err.Error()
 }
 func (e *UnauthorizedError) Unwrap() error { return e.Err }

@@ -79,7 +79,7 @@ func (g *AuthGate) Trip(ctx context.Context, err error) {
 	if !set {
 		return // already tripped
 	}
-	g.log.Error("THE CLOUD REJECTED THE TOKEN: pausing all imagesync queues until a valid token is configured and syncd restarted",
+	g.log.Error("THE CLOUD REJECTED THE TOKEN: pausing all imagesync queues until a valid token is written to cloud.token_file, or configured and syncd restarted",
 		zap.Strings("queues", g.queues), zap.Error(err))
 	for _, q := range g.queues {
 		if perr := g.insp.PauseQueue(q); perr != nil && !errors.Is(perr, asynq.ErrQueueNotFound) {

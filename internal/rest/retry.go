@@ -2,6 +2,9 @@ package rest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -63,7 +66,7 @@ func (r *Retrying) Do(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 		resp, err := r.Next.Do(req)
-		last := attempt >= attempts || !replayable || ctx.Err() != nil
+		last := attempt >= attempts || !replayable || ctx.Err() != nil || certificateError(err)
 		if err == nil && !retryableStatus(resp.StatusCode) {
 			return resp, nil
 		}
@@ -89,6 +92,16 @@ func (r *Retrying) Do(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// certificateError: the server's certificate was not trusted. Asking again
+// gets the same certificate.
+func certificateError(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return err != nil && (errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci))
 }
 
 func (r *Retrying) backoff(attempt int) time.Duration {

@@ -128,7 +128,7 @@ func TestFaults401Halfway(t *testing.T) {
 		return strings.Contains(msg, "401")
 	})
 	t.Logf("401 message: %s", msg)
-	requireContainsAll(t, msg, "the cloud rejected the token (401): set a valid one in cloud.token / cloud.token_file / SYNCD_TOKEN and restart syncd", rel)
+	requireContainsAll(t, msg, "the cloud rejected the token (401): write a valid one to cloud.token_file (read again without a restart), or set cloud.token / SYNCD_TOKEN and restart syncd", rel)
 	reason, err := d.Redis(t).Get(context.Background(), jobs.AuthPausedKey).Result()
 	require.NoError(t, err)
 	require.Contains(t, reason, "401")
