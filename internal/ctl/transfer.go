@@ -80,7 +80,11 @@ func (a *app) session(cmd *cobra.Command) (*config.Config, *cloud.Session, error
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, cloud.New(cloud.Options{AuthURL: cfg.Cloud.AuthURL, Token: cfg.Cloud.Token, Timeout: cfg.Cloud.Timeout.D()}), nil
+	opts, err := cloud.FromConfig(cfg.Cloud)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, cloud.New(opts), nil
 }
 
 // cloudState authenticates, with the hint a bad token deserves.
