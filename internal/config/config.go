@@ -277,6 +277,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	set(&c.Cloud.TokenFile, "cloud.token_file", "SYNCD_TOKEN_FILE")
 	set(&c.Redis.Addr, "redis.addr", "SYNCD_REDIS_ADDR")
 	set(&c.Redis.Password, "redis.password", "SYNCD_REDIS_PASSWORD")
+	set(&c.Redis.EmbeddedListen, "redis.embedded_listen", "SYNCD_REDIS_EMBEDDED_LISTEN")
 	set(&c.StateDir, "state_dir", "SYNCD_STATE_DIR")
 	set(&c.HTTP.Listen, "http.listen", "SYNCD_HTTP_LISTEN")
 	set(&c.Log.Level, "log.level", "SYNCD_LOG_LEVEL")

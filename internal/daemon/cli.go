@@ -108,6 +108,7 @@ Exit codes: 0 ok, 1 failure, 2 usage.`,
 	pf := root.PersistentFlags()
 	pf.StringVarP(&mo.ConfigPath, "config", "c", config.DefaultPath, "configuration file (YAML)")
 	pf.BoolVar(&mo.Dev, "dev", false, "run everything locally: embedded Redis, a sandbox cloud on loopback, watching ./images")
+	root.Flags().StringVar(&mo.DevListen, "dev-listen", "", "with --dev, where the sandbox cloud listens (default $SYNCD_DEV_LISTEN, else "+DevListen+")")
 	root.AddCommand(configCommand(&mo, o))
 	return root
 }

@@ -20,7 +20,10 @@ type MainOptions struct {
 	ConfigPath string
 	ConfigSet  bool // --config was given: the file must exist
 	Dev        bool
-	Stderr     io.Writer
+	// DevListen is where --dev serves its sandbox cloud; "" means
+	// $SYNCD_DEV_LISTEN, else DevListen.
+	DevListen string
+	Stderr    io.Writer
 	// Getenv reads the SYNCD_* overrides; nil means os.Getenv.
 	Getenv func(string) string
 }
@@ -34,15 +37,19 @@ func Main(ctx context.Context, o MainOptions) error {
 	}
 	var dc *DevCloud
 	if o.Dev {
-		dc, err = StartDevCloud(cfg.StateDir, DevListen)
+		listen := o.DevListen
+		if listen == "" {
+			listen = o.getenv()("SYNCD_DEV_LISTEN")
+		}
+		if listen == "" {
+			listen = DevListen
+		}
+		dc, err = StartDevCloud(cfg.StateDir, listen)
 		if err != nil {
 			return err
 		}
 		defer dc.Close()
 		cfg = DevConfig(cfg, dc)
-		if err := cfg.WriteDev(filepath.Join(cfg.StateDir, config.DevConfigFile), filepath.Join(cfg.StateDir, devTokenFile)); err != nil {
-			return fmt.Errorf("dev: %w", err)
-		}
 		for _, w := range cfg.Watch {
 			if err := os.MkdirAll(w.Dir, 0o755); err != nil {
 				return fmt.Errorf("dev: %w", err)
@@ -61,9 +68,17 @@ func Main(ctx context.Context, o MainOptions) error {
 		log.Warn("no configuration file found; using built-in defaults", zap.String("looked_for", o.ConfigPath))
 	}
 	return Run(ctx, Options{Config: cfg, Logger: log, Ready: func(info Info) {
-		if dc != nil {
-			printDevBanner(o.Stderr, cfg, dc, info)
+		if dc == nil {
+			return
 		}
+		// For syncctl, once Redis listens: with its real address, which
+		// differs from embedded_listen when that asked for any port (":0").
+		written := *cfg
+		written.Redis.EmbeddedListen = info.RedisAddr
+		if err := written.WriteDev(filepath.Join(cfg.StateDir, config.DevConfigFile), filepath.Join(cfg.StateDir, devTokenFile)); err != nil {
+			log.Error("dev: cannot write the configuration syncctl reads", zap.Error(err))
+		}
+		printDevBanner(o.Stderr, cfg, dc, info)
 	}})
 }
 

@@ -439,29 +439,40 @@ var (
 // BuildSyncd builds cmd/syncd once per test binary and returns its path.
 func BuildSyncd(t testing.TB) string {
 	t.Helper()
+	return filepath.Join(build(t), "syncd")
+}
+
+// BuildSyncctl builds cmd/syncctl once per test binary and returns its path.
+func BuildSyncctl(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(build(t), "syncctl")
+}
+
+// build builds syncd and syncctl (one go build) into a directory others
+// may read (StartSyncdAs).
+func build(t testing.TB) string {
+	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "daemontest-syncd-")
+		buildDir, buildErr = os.MkdirTemp("", "daemontest-bin-")
 		if buildErr != nil {
 			return
 		}
-		// Other users may run it (StartSyncdAs).
 		if buildErr = os.Chmod(buildDir, 0o755); buildErr != nil {
 			return
 		}
 		_, file, _, _ := runtime.Caller(0)
 		modRoot := filepath.Join(filepath.Dir(file), "..", "..", "..")
-		bin := filepath.Join(buildDir, "syncd")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/syncd")
+		cmd := exec.Command("go", "build", "-o", buildDir+string(filepath.Separator), "./cmd/syncd", "./cmd/syncctl")
 		cmd.Dir = modRoot
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/syncd: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/syncd ./cmd/syncctl: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(buildDir, "syncd")
+	return buildDir
 }
 
 // Proc is syncd running as a child process.
