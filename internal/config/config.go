@@ -32,6 +32,10 @@ type Config struct {
 	Watch    []Watch  `yaml:"watch"`
 	Schedule Schedule `yaml:"schedule"`
 	Log      Log      `yaml:"log"`
+	// StrictPermissions makes syncd refuse to start, rather than warn, when
+	// a file holding a secret (cloud.token_file, redis.password_file,
+	// http.web_config_file) can be read by group or others.
+	StrictPermissions bool `yaml:"strict_permissions"`
 
 	// Source is the file the config came from ("" for defaults only).
 	Source string `yaml:"-"`
@@ -71,6 +75,10 @@ type Redis struct {
 // HTTP is the metrics/health listener.
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// WebConfigFile is a Prometheus exporter-toolkit web configuration
+	// (TLS, basic auth) for the listener; empty serves plain HTTP without
+	// authentication, which is only fit for loopback.
+	WebConfigFile string `yaml:"web_config_file"`
 }
 
 // Upload tunes concurrency.

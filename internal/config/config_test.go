@@ -365,3 +365,36 @@ watch:
 	require.NoError(t, err)
 	assert.True(t, none.Allows(1, 2), "no owners configured: everybody")
 }
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+		require.NoError(t, os.Chmod(p, mode))
+		return p
+	}
+	cfg := Default()
+	cfg.Cloud.TokenFile = write("token", 0o604)
+	cfg.Redis.PasswordFile = write("pw", 0o600)
+	cfg.HTTP.WebConfigFile = write("web.yml", 0o660)
+	warnings, err := cfg.SecretFiles()
+	require.NoError(t, err)
+	require.Len(t, warnings, 2)
+	assert.Contains(t, warnings[0], "cloud.token_file "+cfg.Cloud.TokenFile+" is readable by others (mode 0604)")
+	assert.Contains(t, warnings[1], "http.web_config_file "+cfg.HTTP.WebConfigFile+" is readable by its group (mode 0660)")
+
+	// A token given inline or by SYNCD_TOKEN makes the file moot.
+	cfg.Cloud.Token = "from-env"
+	warnings, _ = cfg.SecretFiles()
+	assert.Len(t, warnings, 1)
+
+	cfg.StrictPermissions = true
+	_, err = cfg.SecretFiles()
+	require.ErrorContains(t, err, "strict_permissions: true refuses to start")
+
+	c2, err := Parse([]byte("strict_permissions: true\nhttp: {web_config_file: /etc/syncd/web.yml}\n"))
+	require.NoError(t, err)
+	assert.True(t, c2.StrictPermissions)
+	assert.Equal(t, "/etc/syncd/web.yml", c2.HTTP.WebConfigFile)
+}

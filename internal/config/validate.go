@@ -198,6 +198,9 @@ func (c *Config) check(p *problems, use Use) {
 	if l := c.HTTP.Listen; l != "" && l != "off" {
 		checkHostPort(p, "http.listen", l)
 	}
+	if daemon && c.HTTP.WebConfigFile != "" {
+		checkFile(p, "http.web_config_file", c.HTTP.WebConfigFile)
+	}
 
 	// upload
 	checkRange(p, "upload.files", c.Upload.Files, 1, 64)

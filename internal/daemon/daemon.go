@@ -61,6 +61,9 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 5 * time.Second
 	}
+	if err := checkFilesAtRest(cfg, log); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
 	}
@@ -194,7 +197,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer sched.Stop()
 
-	httpSrv, httpAddr, err := serveHTTP(cfg.HTTP.Listen, m, conn, &ready, &authBroken, log)
+	httpSrv, httpAddr, err := serveHTTP(cfg.HTTP, m, conn, &ready, &authBroken, log)
 	if err != nil {
 		return err
 	}
@@ -219,7 +222,8 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-func serveHTTP(listen string, m *metrics.Metrics, conn *redisconn.Conn, ready, authBroken *atomic.Bool, log *zap.Logger) (*http.Server, string, error) {
+func serveHTTP(hc config.HTTP, m *metrics.Metrics, conn *redisconn.Conn, ready, authBroken *atomic.Bool, log *zap.Logger) (*http.Server, string, error) {
+	listen := hc.Listen
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -249,8 +253,13 @@ func serveHTTP(listen string, m *metrics.Metrics, conn *redisconn.Conn, ready, a
 		return nil, "", fmt.Errorf("http.listen %s: %w", listen, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serve, err := httpServe(hc, ln, log)
+	if err != nil {
+		ln.Close()
+		return nil, "", err
+	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(srv); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", zap.Error(err))
 		}
 	}()

@@ -37,6 +37,11 @@ func OpenHashmapCache(dir string) (*HashmapCache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pithos: hashmap cache: %w", err)
 	}
+	// The cache tells which files exist and hashes of their blocks: only its
+	// owner may look (entries are created 0600 by CreateTemp).
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pithos: hashmap cache: %w", err)
+	}
 	return &HashmapCache{dir: dir}, nil
 }
 

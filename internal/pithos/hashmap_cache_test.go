@@ -186,3 +186,26 @@ func TestOpenHashmapCacheErrors(t *testing.T) {
 	_, err = OpenHashmapCache(filepath.Join(f, "sub"))
 	require.Error(t, err)
 }
+
+func TestHashmapCacheIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "hashmaps")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755))
+	c, err := OpenHashmapCache(dir)
+	require.NoError(t, err)
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "an existing cache directory is made private")
+
+	f := filepath.Join(t.TempDir(), "img")
+	require.NoError(t, os.WriteFile(f, []byte("data"), 0o644))
+	fi, err := os.Stat(f)
+	require.NoError(t, err)
+	require.NoError(t, c.Store(fi, 4096, "sha256", []Digest{{}}))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	est, err := os.Stat(filepath.Join(dir, entries[0].Name()))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), est.Mode().Perm())
+}
