@@ -95,16 +95,19 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return asJobError(fmt.Sprintf("upload %s to %s", p.RelPath, p.Location()), err)
 	}
-	if w.d.Metrics != nil {
+	// An object found already holding the file (Unchanged) was checked, not
+	// uploaded: it counts neither as de-duplication nor as throughput.
+	if w.d.Metrics != nil && !res.Unchanged {
 		w.d.Metrics.BlocksSent.Add(float64(res.BlocksSent))
 		w.d.Metrics.BlocksDeduped.Add(float64(max(0, res.BlocksTotal-res.BlocksMissing)))
+		w.d.Metrics.BytesDeduped.Add(float64(max(0, res.Bytes-res.BytesSent)))
 		if secs := res.Duration.Seconds(); secs > 0 && res.Bytes > 0 {
 			w.d.Metrics.UploadThroughput.Observe(float64(res.Bytes) / secs)
 		}
 	}
 	log.Info("image uploaded", zap.String("hash", res.Hash), zap.Int64("blocks", res.BlocksTotal),
 		zap.Int64("blocks_sent", res.BlocksSent), zap.Int64("bytes_sent", res.BytesSent),
-		zap.Bool("cache_hit", res.CacheHit), zap.Duration("took", res.Duration))
+		zap.Bool("cache_hit", res.CacheHit), zap.Bool("unchanged", res.Unchanged), zap.Duration("took", res.Duration))
 
 	facts := FileFacts{Root: p.Root, RelPath: p.RelPath, Size: p.Size, ModTime: time.Unix(0, p.MtimeNs), Dev: p.Dev, Inode: p.Inode}
 	req, err := w.d.Catalog.RegisterRequest(facts, res.Hash, res.UUID, "upload", p.Force)

@@ -20,6 +20,7 @@ type Metrics struct {
 	BytesSent        prometheus.Counter
 	BlocksSent       prometheus.Counter
 	BlocksDeduped    prometheus.Counter
+	BytesDeduped     prometheus.Counter
 	UploadThroughput prometheus.Histogram // bytes/s of completed uploads (file size / duration)
 	FilesSeen        prometheus.Gauge
 	WatchErrors      prometheus.Counter
@@ -49,6 +50,10 @@ func New(insp *asynq.Inspector) *Metrics {
 		BytesSent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_bytes_sent_total", Help: "Block bytes uploaded to Pithos+."}),
 		BlocksSent:    prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_blocks_sent_total", Help: "Blocks uploaded to Pithos+."}),
 		BlocksDeduped: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_blocks_deduplicated_total", Help: "Blocks not sent because the server already had them."}),
+		BytesDeduped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imagesync_bytes_deduplicated_total",
+			Help: "Bytes of uploaded image files not sent because the server already had their blocks (or the file repeats them).",
+		}),
 		UploadThroughput: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "imagesync_upload_throughput_bytes_per_second", Help: "Throughput of completed uploads (file size / duration).",
 			Buckets: prometheus.ExponentialBuckets(1<<20, 2, 12),
@@ -57,7 +62,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		WatchErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_watch_errors_total", Help: "Unreadable files and directories met by the watcher."}),
 		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_auth_failures_total", Help: "Requests the cloud answered with 401."}),
 	}
-	reg.MustRegister(m.JobsTotal, m.JobDuration, m.HopLatency, m.BytesHashed, m.BytesSent, m.BlocksSent, m.BlocksDeduped,
+	reg.MustRegister(m.JobsTotal, m.JobDuration, m.HopLatency, m.BytesHashed, m.BytesSent, m.BlocksSent, m.BlocksDeduped, m.BytesDeduped,
 		m.UploadThroughput, m.FilesSeen, m.WatchErrors, m.AuthFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {
