@@ -38,7 +38,10 @@ const (
 //	    "upload":   {"task_id", "queue", "status": "new"|"queued"|"done"|"failed", "state": "<asynq state>"|""},
 //	    "register": {…same…},
 //	    "action": "upload"|"register"|"none"|"queued"|"failed"|"error",
-//	    "reason": "…" }],
+//	    "reason": "…",
+//	    "metadata": [{"field": "name"|"disk-format"|…|"properties.<key>", "value", "source"}],
+//	    "warnings": ["…"],   // registered anyway: metafile warnings, not deployable as is
+//	    "errors": ["…"] }],  // a registration now would be refused: invalid metadata, not deployable
 //	  "problems": [{"path", "error"}],          // unreadable entries under the roots
 //	  "summary": {"upload": 1, "register": 0, "none": 3, "queued": 0, "failed": 0, "error": 0} }
 type PlanDoc struct {
@@ -58,6 +61,11 @@ type PlanImage struct {
 	Register PlanTask `json:"register"`
 	Action   string   `json:"action"`
 	Reason   string   `json:"reason"`
+	// Metadata is what the image would be registered with now, and where
+	// each value comes from (detected values included).
+	Metadata []PlanField `json:"metadata"`
+	Warnings []string    `json:"warnings"`
+	Errors   []string    `json:"errors"`
 }
 
 // PlanTask is the deterministic task for one step and what Redis holds for it.
@@ -69,7 +77,8 @@ type PlanTask struct {
 }
 
 func (a *app) planCommand() *cobra.Command {
-	return &cobra.Command{
+	var explain bool
+	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what the watcher would do now, without doing it",
 		Long: `Scan the watch roots once and, for every image file, look up the upload and
@@ -81,7 +90,16 @@ metafile changed, "none" when up to date, "queued" when work is pending, and
 
 Finished tasks are remembered for a day (and not at all across restarts of an
 embedded Redis); older images show as "upload", which is what syncd does at
-start: re-uploading an unchanged image costs a stat and sends no data.`,
+start: re-uploading an unchanged image costs a stat and sends no data.
+
+Each image's metadata is computed as its registration would compute it now,
+including what is detected in the disk image: PROBLEMS lists what would be
+refused (invalid metadata; a ROOT_PARTITION or OSFAMILY the disk contradicts)
+and what would be registered with a warning (no OSFAMILY or ROOT_PARTITION:
+not deployable by snf-image as it is). --explain shows every value and where
+it comes from: built-in default, detected from the disk (which partition,
+file or signature), the watch entry's defaults, a _template.meta, or the
+image's own metafile.`,
 		Args: cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.config(cmd)
@@ -100,6 +118,7 @@ start: re-uploading an unchanged image costs a stat and sends no data.`,
 				return err
 			}
 			catalog := jobs.NewCatalog(cfg.Watch, cfg.Node)
+			det := detector(cfg)
 			doc := PlanDoc{Images: []PlanImage{}, Problems: []PathError{}, Summary: map[string]int{}}
 			for _, k := range []string{ActionUpload, ActionRegister, ActionNone, ActionQueued, ActionFailed, ActionError} {
 				doc.Summary[k] = 0
@@ -112,19 +131,23 @@ start: re-uploading an unchanged image costs a stat and sends no data.`,
 				if err != nil {
 					return err
 				}
+				planMetadata(cmd.Context(), catalog, det, f, &pi)
 				doc.Summary[pi.Action]++
 				doc.Images = append(doc.Images, pi)
 			}
 			if a.jsonOut {
 				return a.emitJSON(doc)
 			}
-			return a.writeOut(renderPlan(doc))
+			return a.writeOut(renderPlan(doc, explain))
 		}),
 	}
+	cmd.Flags().BoolVarP(&explain, "explain", "e", false, "show each image's metadata and where every value comes from")
+	return cmd
 }
 
 func planImage(insp *asynq.Inspector, catalog *jobs.Catalog, f jobs.FileFacts) (PlanImage, error) {
-	pi := PlanImage{Root: f.Root, RelPath: f.RelPath, Path: f.AbsPath, Size: f.Size}
+	pi := PlanImage{Root: f.Root, RelPath: f.RelPath, Path: f.AbsPath, Size: f.Size,
+		Metadata: []PlanField{}, Warnings: []string{}, Errors: []string{}}
 	up, err := catalog.UploadRequest(f, false)
 	if err != nil {
 		pi.Action, pi.Reason = ActionError, err.Error()
@@ -215,7 +238,7 @@ func lookupTask(insp *asynq.Inspector, r jobs.Request) (PlanTask, error) {
 	return pt, nil
 }
 
-func renderPlan(doc PlanDoc) []byte {
+func renderPlan(doc PlanDoc, explain bool) []byte {
 	var buf bytes.Buffer
 	if len(doc.Images) == 0 {
 		fmt.Fprintln(&buf, "No image files under the watch roots.")
@@ -245,6 +268,7 @@ func renderPlan(doc PlanDoc) []byte {
 	if len(parts) > 0 {
 		fmt.Fprintf(&buf, "\n%d image(s): %s.\n", len(doc.Images), strings.Join(parts, ", "))
 	}
+	renderPlanNotes(&buf, doc, explain)
 	return buf.Bytes()
 }
 

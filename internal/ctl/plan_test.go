@@ -134,7 +134,7 @@ func TestPlan(t *testing.T) {
 		e.runJSON(&raw, "plan")
 		assert.Equal(t, sorted("images", "problems", "summary"), keys(t, raw))
 		img0 := raw["images"].([]any)[0]
-		assert.Equal(t, sorted("root", "rel_path", "path", "location", "size", "upload", "register", "action", "reason"), keys(t, img0))
+		assert.Equal(t, sorted("root", "rel_path", "path", "location", "size", "upload", "register", "action", "reason", "metadata", "warnings", "errors"), keys(t, img0))
 		assert.Equal(t, sorted("task_id", "queue", "status", "state"), keys(t, img0.(map[string]any)["upload"]))
 
 		var doc PlanDoc

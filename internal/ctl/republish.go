@@ -134,7 +134,7 @@ func (a *app) sweep(cmd *cobra.Command, opts jobs.SweepOptions) (*jobs.SweepRepo
 	if len(cfg.Watch) == 0 {
 		return nil, fmt.Errorf("no watch roots configured (watch: in %s)", orDash(cfg.Source))
 	}
-	deps := jobs.SweepDeps{Catalog: jobs.NewCatalog(cfg.Watch, cfg.Node), Session: session}
+	deps := jobs.SweepDeps{Catalog: jobs.NewCatalog(cfg.Watch, cfg.Node), Session: session, Detector: detector(cfg)}
 	if !opts.DryRun {
 		conn, err := a.redis(cmd)
 		if err != nil {

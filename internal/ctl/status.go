@@ -32,7 +32,9 @@ import (
 //	              "done": 0, "total": 0, "fraction": 0.31 | null,
 //	              "bytes_per_second": 0, "elapsed_seconds": 0, "stalled": false}],
 //	  "failures": [Task, …],  // archived and retrying, most recent first
-//	  "skipped": [{"node", "root", "path", "reason", "since"}]  // files the watchers could not use
+//	  "skipped": [{"node", "root", "path", "reason", "since"}],  // files the watchers could not use
+//	  "deploy_warnings": [{"location", "path", "warnings": ["…"], "at", "task"}]
+//	                          // images registered although snf-image could not deploy them as they are
 //	}
 type StatusDoc struct {
 	Time       time.Time     `json:"time"`
@@ -48,6 +50,9 @@ type StatusDoc struct {
 	// not use (a symlink its policy refuses, a broken link, an unreadable
 	// file), by node and path.
 	Skipped []jobs.SkippedFile `json:"skipped"`
+	// DeployWarnings are the images registered without OSFAMILY or
+	// ROOT_PARTITION (set or detected), by path.
+	DeployWarnings []jobs.DeployWarning `json:"deploy_warnings"`
 }
 
 // Counts are task counts by state, plus today's processed/failed totals.
@@ -313,6 +318,9 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 	if doc.Skipped, err = jobs.ListSkipped(cmd.Context(), a.conn.Client); err != nil {
 		return nil, err
 	}
+	if doc.DeployWarnings, err = jobs.ReadDeployWarnings(cmd.Context(), a.conn.Client); err != nil {
+		return nil, err
+	}
 	for id := range prev {
 		if !seen[id] {
 			delete(prev, id)
@@ -526,6 +534,16 @@ func renderStatus(doc *StatusDoc) []byte {
 		}
 	}
 	renderSkipped(&buf, doc.Skipped)
+	if len(doc.DeployWarnings) > 0 {
+		fmt.Fprintf(&buf, "\nNOT DEPLOYABLE AS REGISTERED (%d image(s): snf-image lacks what it needs to deploy them)\n", len(doc.DeployWarnings))
+		for _, w := range doc.DeployWarnings {
+			fmt.Fprintf(&buf, "  %s  %s\n", ago(now, w.At), escapeText(w.Location))
+			for _, m := range w.Warnings {
+				fmt.Fprintf(&buf, "    %s\n", escapeText(oneLine(m)))
+			}
+		}
+		fmt.Fprintln(&buf, "  (syncctl plan --explain shows where each value comes from; syncctl inspect FILE what the disk holds)")
+	}
 	return buf.Bytes()
 }
 

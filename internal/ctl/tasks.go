@@ -201,16 +201,31 @@ func findTask(insp *asynq.Inspector, queues []string, id string) (*asynq.TaskInf
 func (a *app) inspectCommand() *cobra.Command {
 	var queue string
 	cmd := &cobra.Command{
-		Use:     "inspect ID",
-		Short:   "Show one task: state, payload, progress or result, errors",
-		Example: "  syncctl inspect upload:3f2a…\n  syncctl inspect register:9c1e… --json",
+		Use:   "inspect ID | FILE",
+		Short: "Show one task (state, payload, progress, errors), or what a disk image holds",
+		Long: `With a task ID, show the task: state, payload (image path, remote location),
+progress or result, errors.
+
+With a disk image FILE, show what syncd detects in it without mounting it:
+the partition table, each partition's filesystem, and the properties snf-image
+needs (OSFAMILY, ROOT_PARTITION, PARTITION_TABLE, OS, DESCRIPTION, KERNEL,
+USERS), each with its evidence (which partition, which file, which signature),
+and whether snf-image could deploy the image with those alone. This needs no
+configuration, Redis or cloud. An argument is a FILE when it names an existing
+file, contains a "/", or ends in .diskdump, .extdump, .ntfsdump, .img, .raw,
+.dd, .bin or .iso (task ids never do); write ./NAME for any other file.`,
+		Example: "  syncctl inspect upload:3f2a…\n  syncctl inspect register:9c1e… --json\n" +
+			"  syncctl inspect images/debian-12.diskdump\n  syncctl inspect ./disk --json",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageErr("inspect needs one task ID")
+				return usageErr("inspect needs one task ID or disk image FILE")
 			}
 			return nil
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if isImageArg(args[0]) {
+				return a.inspectImage(cmd, args[0])
+			}
 			insp, err := a.inspector(cmd)
 			if err != nil {
 				return err

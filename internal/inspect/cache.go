@@ -29,8 +29,9 @@ type Identity struct {
 // It is safe for concurrent use, also by several processes sharing the
 // directory.
 type Detector struct {
-	dir string // "" keeps nothing
-	lim Limits
+	dir      string // "" keeps nothing
+	readOnly bool   // use the cache, never write it
+	lim      Limits
 }
 
 // NewDetector returns a Detector caching in dir (created if needed); with
@@ -42,6 +43,16 @@ func NewDetector(dir string, lim Limits) (*Detector, error) {
 		}
 	}
 	return &Detector{dir: dir, lim: lim}, nil
+}
+
+// NewReadOnlyDetector uses the cache in dir, if there is one, without ever
+// writing to it: for tools run by other users than the daemon that owns
+// it.
+func NewReadOnlyDetector(dir string, lim Limits) *Detector {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		dir = ""
+	}
+	return &Detector{dir: dir, readOnly: true, lim: lim}
 }
 
 // FileReport is a file's report and the identity it describes.
@@ -94,7 +105,7 @@ func (d *Detector) Inspect(ctx context.Context, f *os.File) (*FileReport, error)
 	}
 	// A file written to while it was read, or a detection cut short by the
 	// clock (which depends on the machine's load), is not remembered.
-	if keyed && d.dir != "" && !rep.TimedOut {
+	if keyed && d.dir != "" && !d.readOnly && !rep.TimedOut {
 		if fi2, err := f.Stat(); err == nil {
 			if id2, ok := identityOf(fi2); ok && id2 == id {
 				_ = d.store(id, rep) // best effort: a cache that cannot be written only costs a re-read
@@ -145,7 +156,7 @@ func (d *Detector) store(id Identity, rep *Report) error {
 // Forget drops the cached report of the file described by fi.
 func (d *Detector) Forget(fi fs.FileInfo) error {
 	id, ok := identityOf(fi)
-	if !ok || d.dir == "" {
+	if !ok || d.dir == "" || d.readOnly {
 		return nil
 	}
 	if err := os.Remove(d.path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -105,3 +105,29 @@ func TestDetectorUnwritableCache(t *testing.T) {
 		assert.Equal(t, "linux", r.Properties[inspect.OSFamily])
 	}
 }
+
+func TestReadOnlyDetector(t *testing.T) {
+	disk := debianDisk(t, nil)
+	dir := filepath.Join(t.TempDir(), "inspect")
+	ro := inspect.NewReadOnlyDetector(dir, inspect.Limits{})
+	r, err := ro.File(context.Background(), disk)
+	require.NoError(t, err)
+	assert.False(t, r.Cached)
+	assert.NoDirExists(t, dir, "a read-only detector creates nothing")
+
+	rw, err := inspect.NewDetector(dir, inspect.Limits{})
+	require.NoError(t, err)
+	_, err = rw.File(context.Background(), disk)
+	require.NoError(t, err)
+	ro = inspect.NewReadOnlyDetector(dir, inspect.Limits{})
+	r, err = ro.File(context.Background(), disk)
+	require.NoError(t, err)
+	assert.True(t, r.Cached, "it reads what the daemon stored")
+	later := time.Now().Add(time.Hour)
+	require.NoError(t, os.Chtimes(disk, later, later))
+	_, err = ro.File(context.Background(), disk)
+	require.NoError(t, err)
+	r, err = rw.File(context.Background(), disk)
+	require.NoError(t, err)
+	assert.False(t, r.Cached, "the read-only detector stored nothing")
+}

@@ -66,8 +66,8 @@ func Check(osFamily, rootPartition string, rep *Report) []Finding {
 		}
 		out = append(out, Finding{
 			Property: missing[0],
-			Msg: fmt.Sprintf("not deployable as is: snf-image needs %s, which is not set and was not detected (%s)",
-				strings.Join(missing, " and "), rep.why()),
+			Msg: fmt.Sprintf("not deployable as is: snf-image needs %s, %s not set and %s not detected (%s)",
+				strings.Join(missing, " and "), plural(len(missing), "which is", "which are"), plural(len(missing), "was", "were"), rep.why()),
 			Fix: "set " + strings.Join(missing, " and ") + " (" + hint(missing) + ")",
 		})
 	}
@@ -131,12 +131,19 @@ func hint(missing []string) string {
 	for _, m := range missing {
 		switch m {
 		case OSFamily:
-			h = append(h, "OSFAMILY one of "+strings.Join(Families, ", "))
+			h = append(h, "OSFAMILY: one of "+strings.Join(Families, ", "))
 		case RootPartition:
-			h = append(h, "ROOT_PARTITION the number of the root's primary partition")
+			h = append(h, "ROOT_PARTITION: the number of the root's primary partition")
 		}
 	}
 	return strings.Join(h, "; ")
+}
+
+func plural(n int, one, more string) string {
+	if n == 1 {
+		return one
+	}
+	return more
 }
 
 func detectedHint(v string) string {

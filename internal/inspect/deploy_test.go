@@ -48,7 +48,7 @@ func TestCheck(t *testing.T) {
 		{"as detected", "linux", "2", gpt, nil},
 		{"linux on an unknown filesystem (LVM, jfs…) is not contradicted", "linux", "3", gpt, nil},
 		{"nothing set, nothing detected", "", "", empty, []want{{"OSFAMILY", false,
-			"snf-image needs OSFAMILY and ROOT_PARTITION, which is not set and was not detected (no partition table or filesystem found; no Linux root",
+			"snf-image needs OSFAMILY and ROOT_PARTITION, which are not set and were not detected (no partition table or filesystem found; no Linux root",
 			"set OSFAMILY and ROOT_PARTITION"}}},
 		{"not inspected", "linux", "", nil, []want{{"ROOT_PARTITION", false, "(the disk was not inspected)", "set ROOT_PARTITION"}}},
 		{"a missing partition", "linux", "4", gpt, []want{{"ROOT_PARTITION", true,

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Property names, as snf-image and snf-image-creator spell them.
@@ -158,6 +159,15 @@ func (p Partition) Where() string {
 	return fmt.Sprintf("partition %d", p.Number)
 }
 
+// Label names the partition and its filesystem at the start of evidence:
+// "partition 1 ext4", or "whole-disk ntfs".
+func (p Partition) Label() string {
+	if p.Number == 0 {
+		return "whole-disk " + p.Filesystem
+	}
+	return strings.TrimSpace(fmt.Sprintf("partition %d %s", p.Number, p.Filesystem))
+}
+
 // Partition returns the partition numbered n.
 func (r *Report) Partition(n int) (Partition, bool) {
 	for _, p := range r.Partitions {
@@ -286,11 +296,12 @@ func tableName(t string) string {
 }
 
 // cleanValue makes a detected value storable: valid UTF-8 with control
-// characters and surrounding space removed, at most 256 characters.
+// characters (C0 and C1) and surrounding space removed, at most 256
+// characters.
 func cleanValue(v string) (string, bool) {
 	v = strings.ToValidUTF8(v, "")
 	v = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return -1
 		}
 		return r

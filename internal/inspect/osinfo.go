@@ -21,7 +21,7 @@ type extPart struct {
 	fs *extFS
 }
 
-func (x extPart) where() string { return x.p.Where() + " " + x.p.Filesystem }
+func (x extPart) where() string { return x.p.Label() }
 
 func isExt(fs string) bool { return fs == FSExt2 || fs == FSExt3 || fs == FSExt4 }
 
@@ -304,12 +304,12 @@ func (d *detector) windows() bool {
 	if n > 1 {
 		why = fmt.Sprintf("the largest of %d NTFS filesystems", n)
 	}
-	ev := fmt.Sprintf("%s ntfs: %s (Windows before Vista needs OSFAMILY windows-legacy, set by hand)", best.Where(), why)
+	ev := fmt.Sprintf("%s: %s (Windows before Vista needs OSFAMILY windows-legacy, set by hand)", best.Label(), why)
 	d.rep.set(OSFamily, FamilyWindows, ev)
 	if best.Number == 0 {
 		d.rep.note("the NTFS filesystem fills the whole disk, with no partition table: ROOT_PARTITION cannot name it (register a bare filesystem as ntfsdump)")
 	} else {
-		d.rep.set(RootPartition, strconv.Itoa(best.Number), fmt.Sprintf("%s ntfs: %s", best.Where(), why))
+		d.rep.set(RootPartition, strconv.Itoa(best.Number), fmt.Sprintf("%s: %s", best.Label(), why))
 	}
 	return true
 }

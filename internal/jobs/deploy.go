@@ -77,6 +77,19 @@ func fixWhere(file, src string) string {
 	return src
 }
 
+// DeployCheck applies the watch entry's require_deployable to DeployCheck:
+// under it, the warnings are refused too.
+func (c *Catalog) DeployCheck(ref ImageRef, file string, r *image.Resolved, rep *inspect.Report) (errs, warns []string) {
+	errs, warns = DeployCheck(file, r, rep)
+	if w, err := c.Root(ref.Root); err == nil && w.RequireDeployable {
+		for _, wn := range warns {
+			errs = append(errs, wn+" (refused: the watch entry sets require_deployable)")
+		}
+		warns = nil
+	}
+	return errs, warns
+}
+
 // DeployError is a registration refused because snf-image could not deploy
 // the image: each problem names the file, the value and the fix.
 type DeployError struct {

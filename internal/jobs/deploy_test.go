@@ -80,7 +80,7 @@ func TestDeployability(t *testing.T) {
 	}{
 		{
 			name: "undetectable: registered with a warning", debian: false,
-			warnings: []string{"not deployable as is: snf-image needs OSFAMILY and ROOT_PARTITION, which is not set and was not detected",
+			warnings: []string{"not deployable as is: snf-image needs OSFAMILY and ROOT_PARTITION, which are not set and were not detected",
 				"to fix: set OSFAMILY and ROOT_PARTITION", "img.diskdump.meta (or a _template.meta above it, or the watch entry's defaults)"},
 			props: map[string]string{},
 		},

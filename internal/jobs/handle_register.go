@@ -161,13 +161,7 @@ func (w *Worker) inspectDisk(ctx context.Context, p RegisterPayload) (*inspect.R
 // contradicts its disk, and, under require_deployable, one snf-image could
 // not deploy as it is; otherwise it returns the warnings to show.
 func (w *Worker) checkDeployable(ref ImageRef, abs string, r *image.Resolved, disk *inspect.Report) ([]string, error) {
-	errs, warns := DeployCheck(abs, r, disk)
-	if root, err := w.d.Catalog.Root(ref.Root); err == nil && root.RequireDeployable && len(warns) > 0 {
-		for _, wn := range warns {
-			errs = append(errs, wn+" (refused: the watch entry sets require_deployable)")
-		}
-		warns = nil
-	}
+	errs, warns := w.d.Catalog.DeployCheck(ref, abs, r, disk)
 	if len(errs) > 0 {
 		return nil, permanent(&DeployError{Problems: errs})
 	}
