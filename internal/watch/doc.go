@@ -52,11 +52,15 @@
 // below) and <image>.meta where <image> matches the patterns.
 //
 // Symlinks: symlinked directories are never followed (so symlink loops
-// cannot trap the walk); they are skipped with a warning logged once.
-// Symlinked files are followed with stat, wherever they point, and reported
-// under the link's own path; changes to a link's target outside the tree are
-// noticed by the periodic rescan, not by fsnotify. A dangling or looping
-// symlink with an image name is reported as an Error.
+// cannot trap the walk); they are skipped with a warning logged once. A
+// symlinked image or metafile is taken as its root's LinkPolicy says
+// (follow_symlinks): by default only when its target resolves inside a watch
+// root; otherwise it is reported as an Error wrapping a *LinkError that names
+// the link and its target. A taken link is reported under its own path with
+// its target's facts; changes to a link's target are noticed by the periodic
+// rescan, not by fsnotify. A dangling or looping symlink with an image name
+// is reported as an Error. Problems are reported once; ErrorCleared says one
+// is over, and each RescanDone lists the root's current problems.
 //
 // Chmod events are ignored (they are noisy), except for a file the watcher
 // found unreadable, which is re-checked at once. Unreadable directories are
