@@ -18,7 +18,7 @@ func TestJSONIsStable(t *testing.T) {
 			var status map[string]any
 			e.runJSON(&status, "status")
 			assert.Len(t, status["queues"], 3, "the known queues are listed even when empty")
-			for _, k := range []string{"active", "failures", "workers", "skipped"} {
+			for _, k := range []string{"active", "failures", "workers", "skipped", "quota_unreadable"} {
 				assert.Equal(t, []any{}, status[k], "status %s", k)
 			}
 			for _, k := range keys(t, status["totals"]) {

@@ -138,7 +138,7 @@ func TestQueueCommands(t *testing.T) {
 			assert.NotContains(t, out, e.token)
 			var raw map[string]any
 			require.NoError(t, json.Unmarshal([]byte(out), &raw))
-			assert.Equal(t, sorted("time", "redis", "node", "auth_paused", "queues", "totals", "workers", "active", "failures", "skipped", "deploy_warnings"), keys(t, raw))
+			assert.Equal(t, sorted("time", "redis", "node", "auth_paused", "queues", "totals", "workers", "active", "failures", "skipped", "deploy_warnings", "quota_unreadable"), keys(t, raw))
 			counts := sorted("pending", "active", "scheduled", "retry", "archived", "completed", "processed_today", "failed_today")
 			assert.Equal(t, counts, keys(t, raw["totals"]))
 			q0 := raw["queues"].([]any)[0]

@@ -33,8 +33,9 @@ import (
 //	              "bytes_per_second": 0, "elapsed_seconds": 0, "stalled": false}],
 //	  "failures": [Task, …],  // archived and retrying, most recent first
 //	  "skipped": [{"node", "root", "path", "reason", "since"}],  // files the watchers could not use
-//	  "deploy_warnings": [{"location", "path", "warnings": ["…"], "at", "task"}]
+//	  "deploy_warnings": [{"location", "path", "warnings": ["…"], "at", "task"}],
 //	                          // images registered although snf-image could not deploy them as they are
+//	  "quota_unreadable": [{"node", "reason", "since"}]  // nodes uploading without the quota pre-check
 //	}
 type StatusDoc struct {
 	Time       time.Time     `json:"time"`
@@ -53,6 +54,10 @@ type StatusDoc struct {
 	// DeployWarnings are the images registered without OSFAMILY or
 	// ROOT_PARTITION (set or detected), by path.
 	DeployWarnings []jobs.DeployWarning `json:"deploy_warnings"`
+	// QuotaUnreadable are the nodes that cannot read the storage quota:
+	// they upload without the pre-check, and a full quota shows as the
+	// server's 413.
+	QuotaUnreadable []jobs.QuotaNote `json:"quota_unreadable"`
 }
 
 // Counts are task counts by state, plus today's processed/failed totals.
@@ -321,6 +326,9 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 	if doc.DeployWarnings, err = jobs.ReadDeployWarnings(cmd.Context(), a.conn.Client); err != nil {
 		return nil, err
 	}
+	if doc.QuotaUnreadable, err = jobs.ListQuotaUnreadable(cmd.Context(), a.conn.Client); err != nil {
+		return nil, err
+	}
 	for id := range prev {
 		if !seen[id] {
 			delete(prev, id)
@@ -543,6 +551,10 @@ func renderStatus(doc *StatusDoc) []byte {
 			}
 		}
 		fmt.Fprintln(&buf, "  (syncctl plan --explain shows where each value comes from; syncctl inspect FILE what the disk holds)")
+	}
+	for _, q := range doc.QuotaUnreadable {
+		fmt.Fprintf(&buf, "\nquota: node %s cannot read the storage quota (since %s): uploads go ahead without the pre-check, and a full quota is reported by the server (413).\n  %s\n",
+			escapeText(q.Node), q.Since.Local().Format("2006-01-02 15:04"), escapeText(oneLine(q.Reason)))
 	}
 	return buf.Bytes()
 }

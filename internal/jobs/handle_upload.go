@@ -68,7 +68,7 @@ func (w *Worker) handleUpload(ctx context.Context, t *asynq.Task) error {
 		BlockConcurrency: w.d.Blocks,
 		HashWorkers:      w.d.HashWorkers,
 		Cache:            w.d.Cache,
-		QuotaFree:        st.Astakos.DiskspaceFree,
+		QuotaFree:        w.quota.free(st.Astakos.DiskspaceFree),
 		// A restart re-reports every file: one already stored as it is
 		// costs a HEAD, not a new version (a resync writes regardless).
 		SkipIfUnchanged:  !p.Force,

@@ -38,8 +38,9 @@ type Deps struct {
 
 // Worker holds the task handlers.
 type Worker struct {
-	d    Deps
-	lock *imageLock
+	d     Deps
+	lock  *imageLock
+	quota *quotaAdvice
 }
 
 // NewWorker returns the handlers for deps.
@@ -53,7 +54,10 @@ func NewWorker(d Deps) *Worker {
 	if d.Detector == nil {
 		d.Detector = noCacheDetector()
 	}
-	w := &Worker{d: d}
+	w := &Worker{d: d, quota: &quotaAdvice{rdb: d.Redis, metrics: d.Metrics, log: d.Log}}
+	if d.Enqueuer != nil {
+		w.quota.node = d.Enqueuer.Node
+	}
 	if d.Redis != nil {
 		w.lock = &imageLock{rdb: d.Redis, ttl: 2 * time.Minute, poll: 50 * time.Millisecond}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,11 +14,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/imagesync/imagesync/internal/cloud"
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/image"
+	"github.com/imagesync/imagesync/internal/metrics"
 	"github.com/imagesync/imagesync/internal/pithos"
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/sandbox/sandboxtest"
@@ -37,14 +40,30 @@ type pipeline struct {
 	enq     *Enqueuer
 	insp    *asynq.Inspector
 	rdb     *redis.Client
+	metrics *metrics.Metrics
 }
 
 func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) *pipeline {
 	t.Helper()
+	return newPipelineWith(t, pipelineOptions{sandbox: sc, token: token, watch: w})
+}
+
+// pipelineOptions are the less common settings of a pipeline.
+type pipelineOptions struct {
+	sandbox sandbox.Config
+	token   string
+	watch   config.Watch
+	wrap    func(http.Handler) http.Handler // in front of the sandbox
+	log     *zap.Logger
+}
+
+func newPipelineWith(t *testing.T, o pipelineOptions) *pipeline {
+	t.Helper()
+	sc, token, w := o.sandbox, o.token, o.watch
 	if sc.BlockSize == 0 {
 		sc.BlockSize = 4096
 	}
-	c := sandboxtest.Start(t, sc)
+	c := sandboxtest.StartWrapped(t, sc, o.wrap)
 	mr := miniredis.NewMiniRedis()
 	mr.ClockTTL(true)
 	require.NoError(t, mr.Start())
@@ -52,7 +71,7 @@ func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) 
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 
-	p := &pipeline{t: t, ctx: context.Background(), cloud: c, root: filepath.Join(t.TempDir(), "images"), rdb: rdb}
+	p := &pipeline{t: t, ctx: context.Background(), cloud: c, root: filepath.Join(t.TempDir(), "images"), rdb: rdb, metrics: metrics.New(nil)}
 	require.NoError(t, os.MkdirAll(p.root, 0o755))
 	w.Dir = p.root
 	if w.Container == "" {
@@ -61,7 +80,10 @@ func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) 
 	p.catalog = NewCatalog([]config.Watch{w}, "n1")
 	p.enq = NewEnqueuer(rdb, "n1")
 	p.insp = p.enq.Inspector()
-	log := zaptest.NewLogger(t)
+	log := o.log
+	if log == nil {
+		log = zaptest.NewLogger(t)
+	}
 	if token == "" {
 		token = sandboxtest.Alice.Token
 	}
@@ -71,7 +93,7 @@ func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) 
 	gate := NewAuthGate(rdb, p.insp, queues, log, session.Invalidate)
 	cache, err := pithos.OpenHashmapCache(filepath.Join(t.TempDir(), "cache"))
 	require.NoError(t, err)
-	w2 := NewWorker(Deps{Session: session, Catalog: p.catalog, Enqueuer: p.enq, Cache: cache, Log: log, Gate: gate, Redis: rdb, Blocks: 4})
+	w2 := NewWorker(Deps{Session: session, Catalog: p.catalog, Enqueuer: p.enq, Cache: cache, Log: log, Gate: gate, Redis: rdb, Blocks: 4, Metrics: p.metrics})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, QueueDefault: 1},
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
