@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/imagesync/imagesync/internal/hashmap"
 )
@@ -98,6 +100,10 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, err
 	}
 	db, err := bolt.Open(filepath.Join(dir, "meta.db"), 0o644, &bolt.Options{Timeout: 5 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		// The lock bbolt waited for is another process's.
+		return nil, fmt.Errorf("sandbox: data dir %s is in use by another process (a running snf-sandbox, or syncd --dev with this state dir?): %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: open metadata db: %w", err)
 	}
