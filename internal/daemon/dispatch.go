@@ -143,14 +143,11 @@ func (d *dispatcher) imageRemoved(ctx context.Context, e watch.ImageRemoved) {
 }
 
 func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
-	images, err := d.watcher.Snapshot(ctx)
+	images, err := d.watcher.Affected(ctx, e)
 	if err != nil {
 		return
 	}
 	for _, img := range images {
-		if img.Root != e.Root || !e.AffectsImage(img.RelPath) {
-			continue
-		}
 		log := d.log.With(zap.String("root", img.Root), zap.String("path", img.RelPath), zap.String("metafile", e.RelPath))
 		fu, err := jobs.FollowMetafiles(ctx, d.enq, d.catalog, facts(img))
 		if err != nil {

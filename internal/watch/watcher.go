@@ -95,6 +95,7 @@ type rawEvent struct {
 type request struct {
 	rescan  bool
 	emitAll bool
+	affects *MetaChanged      // Affected's question
 	reply   chan []ImageReady // Snapshot's answer; closed when a rescan is done
 }
 
@@ -199,6 +200,25 @@ func (w *Watcher) Snapshot(ctx context.Context) ([]ImageReady, error) {
 	}
 }
 
+// Affected is Snapshot narrowed to the images a metafile change affects:
+// one lookup for an image's own metafile, so that a folder of many images
+// with their metafiles costs each metafile event a map lookup rather than a
+// listing of every image.
+func (w *Watcher) Affected(ctx context.Context, m MetaChanged) ([]ImageReady, error) {
+	req := request{affects: &m, reply: make(chan []ImageReady, 1)}
+	if err := w.send(ctx, req); err != nil {
+		return nil, err
+	}
+	select {
+	case imgs := <-req.reply:
+		return imgs, nil
+	case <-w.done:
+		return nil, errStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 var errStopped = errors.New("watch: watcher is not running")
 
 func (w *Watcher) send(ctx context.Context, req request) error {
@@ -284,6 +304,10 @@ func (w *Watcher) loop(ctx context.Context) {
 }
 
 func (w *Watcher) serve(ctx context.Context, req request) {
+	if req.affects != nil {
+		req.reply <- w.affected(*req.affects)
+		return
+	}
 	if !req.rescan {
 		req.reply <- w.snapshot()
 		return
@@ -311,6 +335,27 @@ func (w *Watcher) snapshot() []ImageReady {
 	for _, r := range w.roots {
 		for _, rel := range sortedKeys(r.files) {
 			if fst := r.files[rel]; fst.kind == KindImage && fst.settled() {
+				out = append(out, r.imageReady(fst, *fst.reported))
+			}
+		}
+	}
+	return out
+}
+
+func (w *Watcher) affected(m MetaChanged) []ImageReady {
+	var out []ImageReady
+	for _, r := range w.roots {
+		if r.dir != m.Root {
+			continue
+		}
+		if !m.Template {
+			if fst := r.files[m.Affects]; fst != nil && fst.kind == KindImage && fst.settled() {
+				out = append(out, r.imageReady(fst, *fst.reported))
+			}
+			continue
+		}
+		for _, rel := range sortedKeys(r.files) {
+			if fst := r.files[rel]; fst.kind == KindImage && fst.settled() && m.AffectsImage(rel) {
 				out = append(out, r.imageReady(fst, *fst.reported))
 			}
 		}

@@ -620,6 +620,34 @@ func TestForceRescanAndSnapshot(t *testing.T) {
 	assert.Error(t, h.w.Run(ctx), "Run twice")
 }
 
+func TestAffected(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "b.diskdump"), "bb")
+	write(t, filepath.Join(dir, "a", "a.diskdump"), "a")
+	write(t, filepath.Join(dir, "a", "x", "c.diskdump"), "c")
+	write(t, filepath.Join(dir, "a", "a.diskdump.meta"), "{}")
+	h := start(t, opts(t, dir))
+	h.waitFor("initial", func(evs []stamped) bool { return len(only[ImageReady](evs)) == 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	rels := func(m MetaChanged) []string {
+		imgs, err := h.w.Affected(ctx, m)
+		require.NoError(t, err)
+		var out []string
+		for _, img := range imgs {
+			assert.Equal(t, dir, img.Root)
+			out = append(out, img.RelPath)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"a/a.diskdump"}, rels(MetaChanged{Root: dir, RelPath: "a/a.diskdump.meta", Affects: "a/a.diskdump"}))
+	assert.Empty(t, rels(MetaChanged{Root: dir, RelPath: "a/gone.diskdump.meta", Affects: "a/gone.diskdump"}), "no such image")
+	assert.Empty(t, rels(MetaChanged{Root: dir + "-other", RelPath: "b.diskdump.meta", Affects: "b.diskdump"}), "another root")
+	assert.Equal(t, []string{"a/a.diskdump", "a/x/c.diskdump"}, rels(MetaChanged{Root: dir, RelPath: "a/_template.meta", Template: true, Affects: "a"}))
+	assert.Equal(t, []string{"a/a.diskdump", "a/x/c.diskdump", "b.diskdump"}, rels(MetaChanged{Root: dir, RelPath: "_template.meta", Template: true}))
+}
+
 func TestCancelStopsPromptlyWithoutLeaks(t *testing.T) {
 	// Not parallel: it counts goroutines.
 	dir := fastTempDir(t)
