@@ -76,7 +76,8 @@ type UploadOptions struct {
 	Cache *HashmapCache
 	// QuotaFree, if set, returns the account's free pithos.diskspace. It is
 	// asked before any block is sent; if the upload needs more, Upload fails
-	// with a *QuotaError without sending anything.
+	// with a *QuotaError without sending anything. An object of at most one
+	// block is not pre-checked: the server's 413 comes one block later.
 	QuotaFree func(ctx context.Context) (int64, error)
 	// MaxRounds bounds the rounds of "send missing blocks, PUT the hashmap
 	// again" when the server still lacks blocks after a round, e.g. because
@@ -200,7 +201,9 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 	final := *put
 	final.ETag = opts.ETag
 	precheck := func(ctx context.Context, missingBytes int64) error {
-		if opts.QuotaFree == nil {
+		// An object of one block risks one block: the server's own 413 at
+		// the final PUT says the same without the two requests of a check.
+		if opts.QuotaFree == nil || size <= bs {
 			return nil
 		}
 		return c.quotaPrecheck(ctx, container, object, size, missingBytes, opts.QuotaFree)
@@ -208,7 +211,14 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 
 	// Hash, or take the hashmap from the cache. While hashing, the blocks
 	// the server lacks are found and sent (overlappedUpload).
-	sums, hit := opts.Cache.Lookup(fi, bs, bi.algo)
+	// A file of one block hashes faster than its cache entry is written and
+	// read back (a file created and renamed in a directory of thousands):
+	// only larger files are cached.
+	cache := opts.Cache
+	if size <= bs {
+		cache = nil
+	}
+	sums, hit := cache.Lookup(fi, bs, bi.algo)
 	probed, prechecked := false, false
 	if hit {
 		res.CacheHit = true
@@ -234,7 +244,7 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 		sums, probed, prechecked = ov.sums, ov.probes > 0, ov.prechecked
 		res.Probes, res.BlocksMissing = ov.probes, ov.missing
 		// A failure to cache costs a re-hash next time, never the upload.
-		_ = opts.Cache.Store(fi, bs, bi.algo, sums)
+		_ = cache.Store(fi, bs, bi.algo, sums)
 	}
 	root := hashmap.MerkleRootRaw(digestSlices(sums))
 	rootHex := Digest(root).String()
@@ -310,7 +320,7 @@ func (c *Client) upload(ctx context.Context, container, object string, f File, o
 			if err := sender.send(ctx, refs); err != nil {
 				if hit && errors.Is(err, ErrFileChanged) {
 					// The cached hashmap no longer describes the file.
-					_ = opts.Cache.Forget(fi, bs, bi.algo)
+					_ = cache.Forget(fi, bs, bi.algo)
 				}
 				return nil, err
 			}
@@ -450,7 +460,7 @@ func (c *Client) verifyUploaded(ctx context.Context, container, object, root str
 }
 
 // quotaPrecheck refuses, before any block is sent, an upload the server would
-// refuse at the final PUT. The server charges the object's size minus the
+// refuse at the final PUT (objects larger than one block; see precheck). The server charges the object's size minus the
 // size of the version it replaces (not the bytes of the blocks it lacks:
 // de-duplicated blocks are charged too, and replacing an object frees its
 // old size), so that is what must fit. It runs only when blocks are missing:

@@ -464,6 +464,21 @@ func TestUploadQuotaPrecheck(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A one-block object is not pre-checked: the server's 413 at the final PUT
+// costs one block, the pre-check two requests per upload.
+func TestUploadQuotaOneBlockLeftToTheServer(t *testing.T) {
+	e := newEnv(t, sandbox.Config{Quota: 100})
+	var asked atomic.Int64
+	_, err := e.c.Upload(context.Background(), "c", "one", e.file(t, "one", testData(tbs, 1<<30, 45)), UploadOptions{
+		QuotaFree: func(context.Context) (int64, error) { asked.Add(1); return 100, nil },
+	})
+	var qe *QuotaError
+	require.ErrorAs(t, err, &qe)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, rest.StatusOf(err), "the server's verdict")
+	assert.Zero(t, asked.Load())
+	assert.Equal(t, int64(1), e.received())
+}
+
 func TestUploadServerQuota413(t *testing.T) {
 	e := newEnv(t, sandbox.Config{Quota: 10 * tbs})
 	data := testData(20*tbs, 1<<30, 43)
