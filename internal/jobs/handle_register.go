@@ -111,7 +111,7 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if root.UploadsMetafile() {
-		if err := w.uploadMetafile(ctx, st, p.ImageRef, img, log); err != nil {
+		if err := w.uploadMetafile(ctx, st, p.ImageRef, img, !rec.Registered, log); err != nil {
 			return asJobError(what+": uploading its .meta", err)
 		}
 	}
@@ -170,23 +170,26 @@ func (w *Worker) checkDeployable(ref ImageRef, abs string, r *image.Resolved, di
 
 // uploadMetafile stores the registered image, in kamaki's .meta format,
 // beside the object; an identical one is left alone so that re-running a
-// registration writes nothing.
-func (w *Worker) uploadMetafile(ctx context.Context, st *cloud.State, ref ImageRef, img *image.Image, log *zap.Logger) error {
+// registration writes nothing. Only an image that was not registered just
+// now can have an identical one: a registration moves its updated-at.
+func (w *Worker) uploadMetafile(ctx context.Context, st *cloud.State, ref ImageRef, img *image.Image, mayBeStored bool, log *zap.Logger) error {
 	body, err := image.RenderMetafile(img, st.UserName)
 	if err != nil {
 		return err
 	}
 	name := ref.Object + image.MetafileSuffix
-	rc, _, err := st.Pithos.GetObject(ctx, ref.Container, name, nil)
-	switch {
-	case err == nil:
-		cur, rerr := io.ReadAll(io.LimitReader(rc, int64(len(body)+1)))
-		rc.Close()
-		if rerr == nil && string(cur) == string(body) {
-			return nil
+	if mayBeStored {
+		rc, _, err := st.Pithos.GetObject(ctx, ref.Container, name, nil)
+		switch {
+		case err == nil:
+			cur, rerr := io.ReadAll(io.LimitReader(rc, int64(len(body)+1)))
+			rc.Close()
+			if rerr == nil && string(cur) == string(body) {
+				return nil
+			}
+		case !pithos.IsNotFound(err):
+			return err
 		}
-	case !pithos.IsNotFound(err):
-		return err
 	}
 	if _, err := st.Pithos.PutObject(ctx, ref.Container, name, body, &pithos.PutOptions{ContentType: "application/json"}); err != nil {
 		return err

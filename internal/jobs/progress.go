@@ -59,20 +59,30 @@ func resultWriter(t interface{ ResultWriter() *asynq.ResultWriter }) interface{ 
 	return nil
 }
 
-// progressWriter rate-limits writes of Progress to the task's result.
+// progressWriter rate-limits writes of Progress to the task's result. A
+// job that is over within the first interval writes once, its outcome; a
+// longer one is shown from the end of that interval on, so that a folder of
+// small images does not cost Redis a write per job for progress nobody
+// could have seen.
 type progressWriter struct {
 	mu    sync.Mutex
 	w     interface{ Write([]byte) (int, error) }
 	every time.Duration
 	last  time.Time
 	cur   Progress
+	first *time.Timer
 }
 
 func newProgressWriter(w interface{ Write([]byte) (int, error) }, p Progress) *progressWriter {
 	now := time.Now()
 	p.StartedAt, p.UpdatedAt = now, now
-	pw := &progressWriter{w: w, every: 500 * time.Millisecond, cur: p}
-	pw.flush()
+	pw := &progressWriter{w: w, every: 500 * time.Millisecond, cur: p, last: now}
+	if w != nil {
+		// A write after the job ended fails harmlessly (its context is done).
+		pw.mu.Lock()
+		pw.first = time.AfterFunc(pw.every, pw.flush)
+		pw.mu.Unlock()
+	}
 	return pw
 }
 
@@ -96,6 +106,9 @@ func (pw *progressWriter) flush() {
 }
 
 func (pw *progressWriter) flushLocked() {
+	if pw.first != nil {
+		pw.first.Stop()
+	}
 	if pw.w == nil {
 		return
 	}
