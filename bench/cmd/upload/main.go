@@ -5,6 +5,9 @@
 //	upload -url http://127.0.0.1:PORT/object-store/v1 -account UUID -token TOKEN \
 //	       [-container images] [-object NAME] [-cache DIR] FILE
 //	upload -sha256 FILE   # single-core crypto/sha256 rate over FILE, the reference
+//	upload -put -url … -account UUID -token TOKEN [-container images] [-object NAME] FILE
+//	                      # one plain PUT of the whole file with Go's HTTP client
+//	                      # (the server hashes and stores it): the wire limit
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/imagesync/imagesync/internal/pithos"
@@ -43,6 +47,7 @@ func run() error {
 	blocks := flag.Int("blocks", 0, "blocks in flight (default 8)")
 	workers := flag.Int("hash-workers", 0, "hashing workers (default GOMAXPROCS)")
 	sha := flag.Bool("sha256", false, "only hash FILE with crypto/sha256 on one core and print the rate")
+	put := flag.Bool("put", false, "send FILE as one plain PUT (no hashmap, no engine) and print the rate")
 	flag.Parse()
 	if *sha && flag.NArg() == 1 {
 		return sha256Rate(flag.Arg(0))
@@ -60,6 +65,9 @@ func run() error {
 		return err
 	}
 	defer f.Close()
+	if *put {
+		return singlePut(*url, *account, *token, *container, *object, f)
+	}
 
 	opts := pithos.UploadOptions{BlockConcurrency: *blocks, HashWorkers: *workers}
 	if *cacheDir != "" {
@@ -105,5 +113,48 @@ func sha256Rate(path string) error {
 	secs := time.Since(start).Seconds()
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"bytes": n, "seconds": secs, "mb_per_s": float64(n) / 1e6 / secs, "sha256": hex.EncodeToString(sum),
+	})
+}
+
+// singlePut is the wire limit of the upload engine: one request carrying the
+// whole file over one connection, sent by Go's HTTP client (with
+// sendfile(2) for a file body) and hashed and stored by the server, with
+// none of the hashmap protocol's round trips.
+func singlePut(base, account, token, container, object string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 5 * time.Minute}}
+	do := func(method, path string, body io.Reader, size int64) error {
+		req, err := http.NewRequest(method, strings.TrimRight(base, "/")+"/"+account+path, body)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("X-Auth-Token", token)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.ContentLength = size
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return nil
+	}
+	if err := do(http.MethodPut, "/"+container, nil, 0); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := do(http.MethodPut, "/"+container+"/"+object, f, fi.Size()); err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"object": container + "/" + object, "bytes": fi.Size(), "seconds": secs,
+		"mb_per_s": float64(fi.Size()) / 1e6 / secs,
 	})
 }

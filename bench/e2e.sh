@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# bench/e2e.sh — what users feel: how fast an image dropped into a watched
+# folder is published, next to what the wire allows, in one run.
+#
+#   (1) syncd: drop → published, end to end (upload, register, publish),
+#       minus the settle: from syncd's "image ready" (the file has been
+#       stable for the settle time) to its "image published";
+#   (2) wire: one single-stream PUT of the same file to the same sandbox
+#       with Go's HTTP client (bench/cmd/upload -put): the server hashes and
+#       stores it, with none of the hashmap protocol's round trips;
+#   (3) engine: the upload engine alone (bench/cmd/upload).
+#
+# Each is the best of RUNS runs, each against a fresh sandbox (blocks are
+# de-duplicated account-wide) with its data under SANDBOX_DATA, and the
+# image under BENCH_TMP. syncd runs with default settings (settle 1s) and a
+# redis-server this script starts. It prints the rates, the ratios (1)/(2)
+# and (3)/(2), the hop latency (a job queueing the next → the next
+# starting) over every run, the Redis commands per second of the idle
+# daemon, syncd's peak RSS, and the load average.
+#
+# Environment: SIZE_MB (default 1024), RUNS (default 3), BENCH_TMP (default
+# $TMPDIR or /tmp), SANDBOX_DATA (default under BENCH_TMP), BIN_DIR (holding
+# snf-sandbox, syncd and upload; default: build them), MODES (default
+# "wire engine syncd"), IDLE_SECS (default 10), SETTLE (default 1s).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZE_MB=${SIZE_MB:-1024}
+RUNS=${RUNS:-3}
+MODES=${MODES:-wire engine syncd}
+IDLE_SECS=${IDLE_SECS:-10}
+SETTLE=${SETTLE:-1s}
+TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
+WORK=$(mktemp -d "$TMP/imagesync-e2e.XXXXXX")
+DATA_ROOT=${SANDBOX_DATA:-$WORK}
+UUID=bench0000-0000-4000-8000-000000000004
+TOKEN=bench-token-$RANDOM$RANDOM$RANDOM
+SANDBOX_PID= SYNCD_PID= REDIS_PID= SANDBOX_DATA_DIR=
+
+log() { printf '%s\n' "$*" >&2; }
+
+stop_syncd() {
+	if [[ -n $SYNCD_PID ]]; then
+		kill "$SYNCD_PID" 2>/dev/null || true
+		wait "$SYNCD_PID" 2>/dev/null || true
+		SYNCD_PID=
+	fi
+}
+
+stop_sandbox() {
+	if [[ -n $SANDBOX_PID ]]; then
+		kill "$SANDBOX_PID" 2>/dev/null || true
+		wait "$SANDBOX_PID" 2>/dev/null || true
+		SANDBOX_PID=
+	fi
+	if [[ -n $SANDBOX_DATA_DIR ]]; then
+		rm -rf "$SANDBOX_DATA_DIR"
+		SANDBOX_DATA_DIR=
+	fi
+}
+
+cleanup() {
+	stop_syncd
+	stop_sandbox
+	if [[ -n $REDIS_PID ]]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+BIN=${BIN_DIR:-}
+if [[ -z $BIN ]]; then
+	BIN=$WORK/bin
+	log "== building (into $BIN)"
+	(cd "$ROOT" && go build -o "$BIN/snf-sandbox" ./cmd/snf-sandbox && go build -o "$BIN/syncd" ./cmd/syncd &&
+		go build -o "$BIN/upload" ./bench/cmd/upload)
+fi
+
+# start_sandbox: a sandbox with a fresh data dir; sets BASE and URL.
+start_sandbox() {
+	stop_sandbox
+	sync # the previous sandbox's blocks must not be written back meanwhile
+	SANDBOX_DATA_DIR=$(mktemp -d "$DATA_ROOT/sandbox-data.XXXXXX")
+	"$BIN/snf-sandbox" --listen 127.0.0.1:0 --data "$SANDBOX_DATA_DIR" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
+	SANDBOX_PID=$!
+	BASE=
+	for _ in $(seq 100); do
+		BASE=$(sed -n 's/^snf-sandbox listening on \(http:[^ ]*\).*/\1/p' "$WORK/sandbox.log")
+		[[ -n $BASE ]] && break
+		sleep 0.1
+	done
+	[[ -n $BASE ]] || { cat "$WORK/sandbox.log" >&2; log "sandbox did not start"; exit 1; }
+	URL=$BASE/object-store/v1
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null
+
+FILE=$WORK/bench-$SIZE_MB.diskdump
+log "== creating a $SIZE_MB MiB random file in $TMP"
+head -c "$((SIZE_MB << 20))" /dev/urandom >"$FILE"
+sync
+BYTES=$((SIZE_MB << 20))
+field() { jq -r ".$1" <<<"$2"; }
+best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
+mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+
+calls() { # total Redis commands so far, not counting INFO itself
+	redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' |
+		awk -F'[:,=]' '/^cmdstat_/ && $1 != "cmdstat_info" { for (i = 2; i <= NF; i++) if ($i == "calls") s += $(i + 1) } END { print s + 0 }'
+}
+
+WATCH=$WORK/images
+CONFIG=$WORK/syncd.yaml
+IDLE_OPS=-
+RSS_MAX=0
+: >"$WORK/hops"
+# run_syncd: drop the file into a fresh syncd's watched folder, wait until
+# it is published, and set RUN_SECS to the seconds from "image ready" to
+# "image published". The file is moved back out afterwards.
+run_syncd() {
+	local n=$1
+	rm -rf "$WATCH" "$WORK/state" && mkdir -p "$WATCH" "$WORK/state"
+	redis-cli -p "$REDIS_PORT" flushall >/dev/null
+	cat >"$CONFIG" <<EOF
+node: bench-e2e
+cloud:
+  auth_url: $BASE/identity/v2.0
+  token: $TOKEN
+redis:
+  addr: 127.0.0.1:$REDIS_PORT
+state_dir: $WORK/state
+settle: $SETTLE
+http:
+  listen: 127.0.0.1:0
+watch:
+  - dir: $WATCH
+    container: images
+EOF
+	chmod 600 "$CONFIG"
+	"$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd-$n.log" &
+	SYNCD_PID=$!
+	for _ in $(seq 300); do
+		grep -q '"syncd running"' "$WORK/syncd-$n.log" && break
+		kill -0 "$SYNCD_PID" 2>/dev/null || { cat "$WORK/syncd-$n.log" >&2; log "syncd exited"; exit 1; }
+		sleep 0.1
+	done
+	if [[ $IDLE_OPS == - ]]; then
+		log "== idle daemon: Redis commands over ${IDLE_SECS}s"
+		sleep 2
+		local i0 i1
+		i0=$(calls)
+		sleep "$IDLE_SECS"
+		i1=$(calls)
+		IDLE_OPS=$(awk -v a="$i0" -v b="$i1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
+	fi
+	mv "$FILE" "$WATCH/img.diskdump"
+	local ok=
+	for _ in $(seq 36000); do
+		kill -0 "$SYNCD_PID" 2>/dev/null || { tail -20 "$WORK/syncd-$n.log" >&2; log "syncd exited"; exit 1; }
+		if grep -q '"image published"' "$WORK/syncd-$n.log"; then ok=1; break; fi
+		sleep 0.05
+	done
+	[[ -n $ok ]] || { tail -20 "$WORK/syncd-$n.log" >&2; log "not published"; exit 1; }
+	local rss
+	rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SYNCD_PID/status")
+	RSS_MAX=$(best "$rss" "$RSS_MAX")
+	stop_syncd
+	mv "$WATCH/img.diskdump" "$FILE"
+	jq -r 'select(.msg == "job done" and .hop != null) | .hop' "$WORK/syncd-$n.log" >>"$WORK/hops"
+	local ready pub
+	ready=$(jq -r 'select(.msg == "image ready") | .ts' "$WORK/syncd-$n.log" | head -1)
+	pub=$(jq -r 'select(.msg == "image published") | .ts' "$WORK/syncd-$n.log" | head -1)
+	jq -c 'select(.msg == "image uploaded") | {took, blocks_sent}' "$WORK/syncd-$n.log" >&2
+	RUN_SECS=$(awk -v a="$(date -d "$ready" +%s.%N)" -v b="$(date -d "$pub" +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+}
+
+WIRE=0 ENGINE=0 E2E=0
+for run in $(seq "$RUNS"); do
+	for mode in $MODES; do
+		start_sandbox
+		case $mode in
+		wire)
+			r=$(IMAGESYNC_TOKEN=$TOKEN "$BIN/upload" -put -url "$URL" -account "$UUID" -object wire.diskdump "$FILE")
+			log "run $run (2) wire:   $r"
+			WIRE=$(best "$(field mb_per_s "$r")" "$WIRE")
+			;;
+		engine)
+			r=$(IMAGESYNC_TOKEN=$TOKEN "$BIN/upload" -url "$URL" -account "$UUID" -object engine.diskdump "$FILE")
+			log "run $run (3) engine: $r"
+			[[ $(field blocks_sent "$r") == $(field blocks_total "$r") ]] || { log "the engine did not send every block"; exit 1; }
+			ENGINE=$(best "$(field mb_per_s "$r")" "$ENGINE")
+			;;
+		syncd)
+			run_syncd "$run"
+			log "run $run (1) syncd:  ready → published ${RUN_SECS}s ($(mbps "$RUN_SECS") MB/s)"
+			E2E=$(best "$(mbps "$RUN_SECS")" "$E2E")
+			;;
+		esac
+		stop_sandbox
+	done
+done
+
+HOPS=$(sort -g "$WORK/hops")
+pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] * 1000 }'; }
+HOP_N=$(grep -c . <<<"$HOPS" || true)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+cat <<EOF
+
+imagesync: what users feel — $SIZE_MB MiB random image (in $TMP), sandbox data in $DATA_ROOT, best of $RUNS; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)
+  (1) syncd, ready → published:        $(printf '%6.0f' "$E2E") MB/s
+  (2) wire, one PUT (Go net/http):      $(printf '%6.0f' "$WIRE") MB/s
+  (3) upload engine alone:              $(printf '%6.0f' "$ENGINE") MB/s
+  (1)/(2) = $(ratio "$E2E" "$WIRE")    (3)/(2) = $(ratio "$ENGINE" "$WIRE")
+  hop latency (job → next job):         p50 $(pct 50 <<<"$HOPS") ms, p99 $(pct 99 <<<"$HOPS") ms over $HOP_N hops
+  Redis, idle daemon:                   $IDLE_OPS commands/s
+  syncd peak RSS (VmHWM):               $(awk -v k="$RSS_MAX" 'BEGIN { printf "%.1f", k / 1024 }') MiB
+EOF
