@@ -325,22 +325,28 @@ func TestUploadOverlappedRoundsAreBounded(t *testing.T) {
 	assert.Contains(t, err.Error(), "still lacks 20 blocks after 2 rounds")
 }
 
-// TestUploadOverlappedFileChangedIsDetected: a file rewritten while it is
-// being hashed and sent fails with ErrFileChanged and creates nothing.
+// TestUploadOverlappedFileChangedIsDetected: a file rewritten between the
+// hashing of its blocks and their sending (here: as soon as the first probe
+// is answered) fails with ErrFileChanged and creates nothing.
 func TestUploadOverlappedFileChangedIsDetected(t *testing.T) {
 	e := newEnv(t, sandbox.Config{})
 	data := testData(48*tbs, 1<<30, 11)
 	f := &changingFile{File: e.file(t, "img", data)}
 	g := newOverlapGate()
-	_, err := g.client(e, nil).Upload(context.Background(), "c", "img", g.file(t, f, int64(len(data))), UploadOptions{
-		BlockConcurrency: 1, HashWorkers: 1, ProgressInterval: time.Nanosecond,
-		Progress: func(p Progress) {
-			if p.BlocksSent > 0 {
+	c := g.client(e, func(d rest.Doer) rest.Doer {
+		return doerFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := d.Do(r)
+			if r.Method == http.MethodPut && strings.Contains(r.URL.RawQuery, "hashmap") {
 				f.flipped.Store(true)
 			}
-		},
+			return resp, err
+		})
 	})
+	_, err := c.Upload(context.Background(), "c", "img", g.file(t, f, int64(len(data))), UploadOptions{})
 	require.ErrorIs(t, err, ErrFileChanged)
+	var be *BlockError
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, "upload", be.Op, "the server's hash of what was sent gave it away")
 	requireNoLeaks(t)
 	_, err = e.c.rest.DoDiscard(context.Background(), &rest.Request{
 		Method: http.MethodHead, Path: e.c.objectPath("c", "img"), Success: []int{http.StatusOK},
