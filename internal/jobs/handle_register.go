@@ -38,12 +38,24 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 		return permanent(fmt.Errorf("%s: %w", what, err))
 	}
 	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
-	disk, note, err := w.inspectDisk(ctx, p)
-	if err != nil || note != "" {
-		if note != "" {
-			log.Info(note)
-			pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, note })
+	disk, err := w.inspectDisk(ctx, p)
+	switch {
+	case errors.Is(err, errImageGone):
+		// Nothing to register, and whatever failed about the file is moot.
+		log.Info("the image file is gone: nothing to register")
+		w.resolved(ctx, p.ImageRef, log)
+		if err := recordDeployWarnings(ctx, w.d.Redis, p.ImageRef, abs, taskID, nil); err != nil {
+			log.Warn("cannot clear the image's deployability warnings", zap.Error(err))
 		}
+		pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, "the image file is gone: nothing to register" })
+		return nil
+	case errors.Is(err, errImageChanged):
+		// The new content's upload registers it, with its own detection.
+		const note = "superseded: the file changed after this registration was queued; its new content is registered after its upload"
+		log.Info(note)
+		pw.update(true, func(pr *Progress) { pr.Phase, pr.Note = PhaseDone, note })
+		return nil
+	case err != nil:
 		return asJobError(what, err)
 	}
 	resolved, err := DesiredMetadata(w.d.Catalog, p.ImageRef, mtime, disk)
@@ -139,22 +151,14 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 }
 
 // inspectDisk detects (or recalls) what the image file holds, reading it
-// through the root's rules. A file that is gone, or that changed since the
-// task was queued, has nothing to register: note says so, and the newer
-// content's own upload registers it.
-func (w *Worker) inspectDisk(ctx context.Context, p RegisterPayload) (*inspect.Report, string, error) {
+// through the root's rules, if it is still the content the task was made
+// for (else errImageGone or errImageChanged).
+func (w *Worker) inspectDisk(ctx context.Context, p RegisterPayload) (*inspect.Report, error) {
 	facts, err := factsOfFingerprint(p.ImageRef, p.File)
 	if err != nil {
-		return nil, "", permanent(err)
+		return nil, permanent(err)
 	}
-	rep, err := w.d.Catalog.InspectImage(ctx, w.d.Detector, facts)
-	switch {
-	case errors.Is(err, errImageGone):
-		return nil, "the image file is gone: nothing to register", nil
-	case errors.Is(err, errImageChanged):
-		return nil, "superseded: the file changed after this registration was queued; its new content is registered after its upload", nil
-	}
-	return rep, "", err
+	return w.d.Catalog.InspectImage(ctx, w.d.Detector, facts)
 }
 
 // checkDeployable refuses a diskdump whose OSFAMILY or ROOT_PARTITION
