@@ -39,6 +39,7 @@ type Server struct {
 	t        testing.TB
 	external bool
 	port     int
+	conf     string // a config file to start with (sentinels)
 	args     []string
 	dir      string
 	cmd      *exec.Cmd
@@ -59,7 +60,12 @@ func Start(t testing.TB) *Server {
 // arguments are passed to it (e.g. "--replicaof", host, port).
 func StartProcess(t testing.TB, args ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, port: FreePort(t), args: args, dir: t.TempDir()}
+	return startProcess(t, &Server{t: t, args: args, dir: t.TempDir()})
+}
+
+func startProcess(t testing.TB, s *Server) *Server {
+	t.Helper()
+	s.port = FreePort(t)
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
 	// Another process may take the port between FreePort and the bind.
 	for attempt := 0; !s.start(attempt < 4); attempt++ {
@@ -95,11 +101,16 @@ func (s *Server) start(mayRetry bool) bool {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	args := append([]string{
+	var args []string
+	if s.conf != "" {
+		// redis-server takes its config file first.
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}, s.args...)
+		"--logfile", filepath.Join(s.dir, "redis.log"))
+	args = append(args, s.args...)
 	cmd := exec.Command(bin, args...)
 	// The child dies with the test binary, even on a panic or a timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
