@@ -62,14 +62,83 @@ type Cloud struct {
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
-// Redis selects the queue backend.
+// Redis selects the queue backend: the embedded server (the default), one
+// server at addr, a Sentinel-monitored master, or a Redis Cluster.
 type Redis struct {
 	Addr           string `yaml:"addr"`
 	EmbeddedListen string `yaml:"embedded_listen"`
-	Password       string `yaml:"password"`
-	PasswordFile   string `yaml:"password_file"`
-	DB             int    `yaml:"db"`
-	TLS            bool   `yaml:"tls"`
+	// Username, Password and PasswordFile authenticate to the data nodes
+	// (the master, or every cluster node); Username is for Redis 6 ACLs.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	DB           int    `yaml:"db"`
+	// TLS (1.2+) applies to every connection: data nodes and sentinels.
+	TLS bool `yaml:"tls"`
+	// TLSCAFile is a PEM bundle to verify the servers with instead of the
+	// system roots (a private CA); it implies tls.
+	TLSCAFile string        `yaml:"tls_ca_file"`
+	Sentinel  RedisSentinel `yaml:"sentinel"`
+	Cluster   RedisCluster  `yaml:"cluster"`
+}
+
+// RedisSentinel finds the master through Redis Sentinel and follows its
+// failovers.
+type RedisSentinel struct {
+	// Master is the name the sentinels monitor (sentinel monitor <name> ...).
+	Master string   `yaml:"master"`
+	Addrs  []string `yaml:"addrs"`
+	// Username, Password and PasswordFile authenticate to the sentinels
+	// (their requirepass or ACL), which may differ from the data nodes'.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// RedisCluster names some nodes of a Redis Cluster; the rest are discovered.
+type RedisCluster struct {
+	Addrs []string `yaml:"addrs"`
+}
+
+// RedisMode is how syncd reaches Redis.
+type RedisMode string
+
+// Redis modes.
+const (
+	RedisModeEmbedded RedisMode = "embedded" // in-process miniredis
+	RedisModeSingle   RedisMode = "single"   // one server at redis.addr
+	RedisModeSentinel RedisMode = "sentinel" // the master redis.sentinel names
+	RedisModeCluster  RedisMode = "cluster"  // a Redis Cluster
+)
+
+// Mode says which Redis the configuration selects. "embedded" is only the
+// default of redis.addr: configuring sentinels or cluster nodes replaces it.
+func (r Redis) Mode() RedisMode {
+	switch {
+	case len(r.Sentinel.Addrs) > 0 || r.Sentinel.Master != "":
+		return RedisModeSentinel
+	case len(r.Cluster.Addrs) > 0:
+		return RedisModeCluster
+	case r.Addr == EmbeddedRedis:
+		return RedisModeEmbedded
+	default:
+		return RedisModeSingle
+	}
+}
+
+// Describe names the Redis for messages: an address, or the sentinel master
+// name with the sentinels, or the cluster seed nodes.
+func (r Redis) Describe() string {
+	switch r.Mode() {
+	case RedisModeSentinel:
+		return fmt.Sprintf("master %q via sentinels %s", r.Sentinel.Master, strings.Join(r.Sentinel.Addrs, ","))
+	case RedisModeCluster:
+		return "cluster " + strings.Join(r.Cluster.Addrs, ",")
+	case RedisModeEmbedded:
+		return "embedded " + r.EmbeddedListen
+	default:
+		return r.Addr
+	}
 }
 
 // HTTP is the metrics/health listener.
@@ -283,8 +352,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	set(&c.Node, "node", "SYNCD_NODE")
 	set(&c.Cloud.AuthURL, "cloud.auth_url", "SYNCD_AUTH_URL")
 	set(&c.Cloud.TokenFile, "cloud.token_file", "SYNCD_TOKEN_FILE")
-	set(&c.Redis.Addr, "redis.addr", "SYNCD_REDIS_ADDR")
-	set(&c.Redis.Password, "redis.password", "SYNCD_REDIS_PASSWORD")
+	c.applyRedisEnv(getenv)
 	set(&c.Redis.EmbeddedListen, "redis.embedded_listen", "SYNCD_REDIS_EMBEDDED_LISTEN")
 	set(&c.StateDir, "state_dir", "SYNCD_STATE_DIR")
 	set(&c.HTTP.Listen, "http.listen", "SYNCD_HTTP_LISTEN")
@@ -294,6 +362,57 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 		c.Cloud.TokenFile = ""
 		c.fromEnv["cloud.token"] = "SYNCD_TOKEN"
 	}
+}
+
+// applyRedisEnv applies the SYNCD_REDIS_* overrides. A variable that picks
+// a Redis (SYNCD_REDIS_ADDR, SYNCD_REDIS_SENTINEL_ADDRS,
+// SYNCD_REDIS_CLUSTER_ADDRS) replaces the file's choice rather than adding a
+// second one; two such variables at once are left for the checks to report.
+func (c *Config) applyRedisEnv(getenv func(string) string) {
+	r := &c.Redis
+	addr, sentinels, cluster := getenv("SYNCD_REDIS_ADDR"), getenv("SYNCD_REDIS_SENTINEL_ADDRS"), getenv("SYNCD_REDIS_CLUSTER_ADDRS")
+	picks := 0
+	for _, v := range []string{addr, sentinels, cluster} {
+		if v != "" {
+			picks++
+		}
+	}
+	if picks == 1 {
+		r.Addr, r.Sentinel.Addrs, r.Cluster.Addrs = EmbeddedRedis, nil, nil
+		if sentinels == "" {
+			r.Sentinel.Master = ""
+		}
+	}
+	if addr != "" {
+		r.Addr = addr
+		c.fromEnv["redis.addr"] = "SYNCD_REDIS_ADDR"
+	}
+	if sentinels != "" {
+		r.Sentinel.Addrs = splitList(sentinels)
+		c.fromEnv["redis.sentinel.addrs"] = "SYNCD_REDIS_SENTINEL_ADDRS"
+	}
+	if cluster != "" {
+		r.Cluster.Addrs = splitList(cluster)
+		c.fromEnv["redis.cluster.addrs"] = "SYNCD_REDIS_CLUSTER_ADDRS"
+	}
+	for _, e := range []struct {
+		dst       *string
+		key, name string
+	}{
+		{&r.Sentinel.Master, "redis.sentinel.master", "SYNCD_REDIS_SENTINEL_MASTER"},
+		{&r.Password, "redis.password", "SYNCD_REDIS_PASSWORD"},
+		{&r.Sentinel.Password, "redis.sentinel.password", "SYNCD_REDIS_SENTINEL_PASSWORD"},
+	} {
+		if v := getenv(e.name); v != "" {
+			*e.dst = v
+			c.fromEnv[e.key] = e.name
+		}
+	}
+}
+
+// splitList splits "a,b c" into its non-empty items.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 }
 
 // FromEnv returns the SYNCD_* variable that set a key path, or "".
@@ -312,14 +431,29 @@ func (c *Config) ResolveSecrets() error {
 			return fmt.Errorf("cloud.token_file %s is empty", c.Cloud.TokenFile)
 		}
 	}
-	if c.Redis.Password == "" && c.Redis.PasswordFile != "" {
-		b, err := os.ReadFile(c.Redis.PasswordFile)
-		if err != nil {
-			return fmt.Errorf("redis.password_file: %w", err)
+	return c.ResolveRedisSecrets()
+}
+
+// ResolveRedisSecrets reads redis.password_file and
+// redis.sentinel.password_file (a password given directly, or through the
+// environment, wins). syncctl calls only this: it needs no cloud token.
+func (c *Config) ResolveRedisSecrets() error {
+	read := func(dst *string, file, key string) error {
+		if *dst != "" || file == "" {
+			return nil
 		}
-		c.Redis.Password = strings.TrimSpace(string(b))
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		// An empty file means no password, as it always has.
+		*dst = strings.TrimSpace(string(b))
+		return nil
 	}
-	return nil
+	if err := read(&c.Redis.Password, c.Redis.PasswordFile, "redis.password_file"); err != nil {
+		return err
+	}
+	return read(&c.Redis.Sentinel.Password, c.Redis.Sentinel.PasswordFile, "redis.sentinel.password_file")
 }
 
 // ImagePatterns returns the image globs of a watch entry.

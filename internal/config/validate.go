@@ -161,21 +161,12 @@ func (c *Config) check(p *problems, use Use) {
 	}
 
 	// redis (dev mode always runs the embedded one)
-	switch {
-	case use == ForDev || c.Redis.Addr == EmbeddedRedis:
+	if use == ForDev {
 		if c.Redis.EmbeddedListen != "" {
 			checkHostPort(p, "redis.embedded_listen", c.Redis.EmbeddedListen)
 		}
-	case c.Redis.Addr == "":
-		p.add("redis.addr", "required: %q or host:port", EmbeddedRedis)
-	default:
-		checkHostPort(p, "redis.addr", c.Redis.Addr)
-	}
-	if c.Redis.DB < 0 {
-		p.add("redis.db", "%d: must not be negative", c.Redis.DB)
-	}
-	if daemon && c.Redis.Password == "" && c.Redis.PasswordFile != "" {
-		checkFile(p, "redis.password_file", c.Redis.PasswordFile)
+	} else {
+		c.Redis.check(p, daemon)
 	}
 
 	// state_dir
@@ -263,6 +254,89 @@ func (c *Config) check(p *problems, use Use) {
 	// log
 	checkOneOf(p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	checkOneOf(p, "log.format", c.Log.Format, "json", "console")
+}
+
+// check checks the redis section: exactly one way to reach Redis (the
+// embedded default gives way to sentinels or cluster nodes), with addresses
+// a client can dial.
+func (r Redis) check(p *problems, daemon bool) {
+	sentinel := len(r.Sentinel.Addrs) > 0 || r.Sentinel.Master != ""
+	cluster := len(r.Cluster.Addrs) > 0
+	single := r.Addr != EmbeddedRedis && r.Addr != ""
+	switch {
+	case r.Addr == "" && !sentinel && !cluster:
+		p.add("redis.addr", "required: %q, host:port, or configure redis.sentinel or redis.cluster", EmbeddedRedis)
+	case single:
+		checkDialAddr(p, "redis.addr", r.Addr)
+	case !sentinel && !cluster && r.EmbeddedListen != "":
+		checkHostPort(p, "redis.embedded_listen", r.EmbeddedListen)
+	}
+	if single && sentinel {
+		p.add("redis.addr", "%q and redis.sentinel exclude each other: with Sentinel, syncd asks the sentinels where the master is; remove redis.addr (or SYNCD_REDIS_ADDR)", r.Addr)
+	}
+	if single && cluster {
+		p.add("redis.addr", "%q and redis.cluster exclude each other: list the cluster nodes in redis.cluster.addrs only; remove redis.addr (or SYNCD_REDIS_ADDR)", r.Addr)
+	}
+	if sentinel && cluster {
+		p.add("redis.sentinel", "redis.sentinel and redis.cluster exclude each other: Sentinel watches one master with replicas, a Cluster shards across masters; configure the one you run")
+	}
+	if sentinel {
+		if r.Sentinel.Master == "" {
+			p.add("redis.sentinel.master", "required: the name the sentinels monitor (the <name> of `sentinel monitor <name> host port quorum`)")
+		}
+		if len(r.Sentinel.Addrs) == 0 {
+			p.add("redis.sentinel.addrs", "required: list the sentinels as host:port (usually three, port 26379)")
+		}
+		checkDialAddrs(p, "redis.sentinel.addrs", r.Sentinel.Addrs)
+	}
+	if cluster {
+		checkDialAddrs(p, "redis.cluster.addrs", r.Cluster.Addrs)
+		if r.DB != 0 {
+			p.add("redis.db", "%d: a Redis Cluster has only database 0", r.DB)
+		}
+	}
+	if r.DB < 0 {
+		p.add("redis.db", "%d: must not be negative", r.DB)
+	}
+	if daemon && r.Password == "" && r.PasswordFile != "" {
+		checkFile(p, "redis.password_file", r.PasswordFile)
+	}
+	if daemon && r.Sentinel.Password == "" && r.Sentinel.PasswordFile != "" {
+		checkFile(p, "redis.sentinel.password_file", r.Sentinel.PasswordFile)
+	}
+	if r.TLSCAFile != "" {
+		checkFile(p, "redis.tls_ca_file", r.TLSCAFile)
+	}
+}
+
+// checkDialAddrs checks a list of addresses to connect to, each once.
+func checkDialAddrs(p *problems, key string, addrs []string) {
+	seen := map[string]bool{}
+	for i, a := range addrs {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		checkDialAddr(p, k, a)
+		if seen[a] {
+			p.add(k, "%q is listed twice", a)
+		}
+		seen[a] = true
+	}
+}
+
+// checkDialAddr requires host:port with a host and a port from 1 to 65535:
+// an address to connect to, not to listen on.
+func checkDialAddr(p *problems, key, v string) {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.add(key, "%q is not host:port", v)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case host == "":
+		p.add(key, "%q: a host is needed", v)
+	case err != nil || n < 1 || n > 65535:
+		p.add(key, "%q: port %q is not a number from 1 to 65535", v, port)
+	}
 }
 
 func checkHTTPURL(p *problems, key, v string) {
