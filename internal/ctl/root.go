@@ -206,7 +206,7 @@ func (a *app) config(cmd *cobra.Command) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.redact.add(cfg.Cloud.Token, cfg.Redis.Password)
+	a.redact.add(cfg.Cloud.Token, cfg.Redis.Password, cfg.Redis.Sentinel.Password)
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(a.stderr, "syncctl: warning: %s\n", escapeText(w))
 	}
@@ -238,7 +238,7 @@ func (a *app) secrets(cmd *cobra.Command) (*config.Config, error) {
 	if err := cfg.ResolveSecrets(); err != nil {
 		return nil, err
 	}
-	a.redact.add(cfg.Cloud.Token, cfg.Redis.Password)
+	a.redact.add(cfg.Cloud.Token, cfg.Redis.Password, cfg.Redis.Sentinel.Password)
 	return cfg, nil
 }
 
@@ -252,15 +252,11 @@ func (a *app) redis(cmd *cobra.Command) (*redisconn.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Redis.Password == "" && cfg.Redis.PasswordFile != "" {
-		// Only the Redis password: the cloud token is not needed here.
-		b, err := os.ReadFile(cfg.Redis.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("redis.password_file: %w", err)
-		}
-		cfg.Redis.Password = strings.TrimSpace(string(b))
-		a.redact.add(cfg.Redis.Password)
+	// Only the Redis passwords: the cloud token is not needed here.
+	if err := cfg.ResolveRedisSecrets(); err != nil {
+		return nil, err
 	}
+	a.redact.add(cfg.Redis.Password, cfg.Redis.Sentinel.Password)
 	conn, err := redisconn.Dial(cmd.Context(), cfg.Redis)
 	if err != nil {
 		return nil, err

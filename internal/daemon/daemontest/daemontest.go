@@ -36,6 +36,7 @@ import (
 	"github.com/imagesync/imagesync/internal/daemon"
 	"github.com/imagesync/imagesync/internal/hashmap"
 	"github.com/imagesync/imagesync/internal/location"
+	"github.com/imagesync/imagesync/internal/redisconn"
 	"github.com/imagesync/imagesync/internal/redistest"
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/sandbox/sandboxtest"
@@ -157,10 +158,32 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	}
 }
 
-// Redis opens a client on the daemon's Redis (closed at test end).
+// Redis opens a client on the daemon's Redis (closed at test end), which
+// must be the embedded one or a single server; Client serves every mode.
 func (d *Daemon) Redis(t testing.TB) *redis.Client {
 	t.Helper()
+	switch m := d.Config.Redis.Mode(); m {
+	case config.RedisModeEmbedded, config.RedisModeSingle:
+	default:
+		t.Fatalf("daemontest: Redis is for one server; the daemon uses %s: use Client", m)
+	}
 	rdb := redis.NewClient(&redis.Options{Addr: d.Info.RedisAddr, DB: d.Config.Redis.DB})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// Client opens a client on the daemon's Redis however it reaches it (one
+// server, Sentinel, Cluster), closed at test end.
+func (d *Daemon) Client(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	rc := d.Config.Redis
+	if rc.Mode() == config.RedisModeEmbedded {
+		rc.EmbeddedListen = d.Info.RedisAddr
+	}
+	rdb, err := redisconn.NewClient(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -168,7 +191,7 @@ func (d *Daemon) Redis(t testing.TB) *redis.Client {
 // Inspector is an asynq inspector on the daemon's Redis.
 func (d *Daemon) Inspector(t testing.TB) *asynq.Inspector {
 	t.Helper()
-	return asynq.NewInspectorFromRedisClient(d.Redis(t))
+	return asynq.NewInspectorFromRedisClient(d.Client(t))
 }
 
 // Task states Tasks can list.

@@ -1,0 +1,239 @@
+package redisconn
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/redistest"
+)
+
+func TestNewClientPerMode(t *testing.T) {
+	t.Run("single", func(t *testing.T) {
+		c, err := NewClient(config.Redis{Addr: "10.0.0.1:6379", Username: "u", Password: "p", DB: 3, TLS: true})
+		require.NoError(t, err)
+		defer c.Close()
+		rc, ok := c.(*redis.Client)
+		require.True(t, ok, "want *redis.Client, got %T", c)
+		o := rc.Options()
+		assert.Equal(t, "10.0.0.1:6379", o.Addr)
+		assert.Equal(t, "u", o.Username)
+		assert.Equal(t, "p", o.Password)
+		assert.Equal(t, 3, o.DB)
+		require.NotNil(t, o.TLSConfig)
+		assert.Equal(t, dialTimeout, o.DialTimeout)
+	})
+	t.Run("embedded dials the listen address", func(t *testing.T) {
+		c, err := NewClient(config.Redis{Addr: config.EmbeddedRedis, EmbeddedListen: "127.0.0.1:6390"})
+		require.NoError(t, err)
+		defer c.Close()
+		o := c.(*redis.Client).Options()
+		assert.Equal(t, "127.0.0.1:6390", o.Addr)
+		assert.Nil(t, o.TLSConfig)
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		c, err := NewClient(config.Redis{Addr: config.EmbeddedRedis, Password: "data", DB: 2,
+			Sentinel: config.RedisSentinel{Master: "m", Addrs: []string{"s1:26379", "s2:26379"}, Password: "sent"}})
+		require.NoError(t, err)
+		defer c.Close()
+		rc, ok := c.(*redis.Client)
+		require.True(t, ok, "a failover client is a *redis.Client, got %T", c)
+		o := rc.Options()
+		// go-redis names the failover client's address so; its dialer asks
+		// the sentinels for the master.
+		assert.Equal(t, "FailoverClient", o.Addr)
+		assert.Equal(t, "data", o.Password, "the data password goes to the master")
+		assert.Equal(t, 2, o.DB)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c, err := NewClient(config.Redis{Addr: config.EmbeddedRedis, Password: "p", Cluster: config.RedisCluster{Addrs: []string{"c1:7000", "c2:7000"}}})
+		require.NoError(t, err)
+		defer c.Close()
+		cc, ok := c.(*redis.ClusterClient)
+		require.True(t, ok, "want *redis.ClusterClient, got %T", c)
+		assert.Equal(t, []string{"c1:7000", "c2:7000"}, cc.Options().Addrs)
+		assert.Equal(t, "p", cc.Options().Password)
+	})
+}
+
+func TestTLSConfig(t *testing.T) {
+	tc, err := TLSConfig(config.Redis{})
+	require.NoError(t, err)
+	assert.Nil(t, tc, "no TLS unless asked")
+
+	tc, err = TLSConfig(config.Redis{TLS: true})
+	require.NoError(t, err)
+	require.NotNil(t, tc)
+	assert.Nil(t, tc.RootCAs, "the system roots")
+
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, selfSignedPEM(t), 0o600))
+	tc, err = TLSConfig(config.Redis{TLSCAFile: ca})
+	require.NoError(t, err)
+	require.NotNil(t, tc, "tls_ca_file implies TLS")
+	assert.NotNil(t, tc.RootCAs)
+
+	junk := filepath.Join(dir, "junk.pem")
+	require.NoError(t, os.WriteFile(junk, []byte("not a certificate"), 0o600))
+	_, err = TLSConfig(config.Redis{TLSCAFile: junk})
+	require.ErrorContains(t, err, "no PEM certificate")
+	_, err = NewClient(config.Redis{Addr: "r:6379", TLSCAFile: filepath.Join(dir, "missing.pem")})
+	require.ErrorContains(t, err, "redis.tls_ca_file")
+}
+
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestParseSwitchMaster(t *testing.T) {
+	f, ok := parseSwitchMaster("mymaster 127.0.0.1 6379 127.0.0.1 6380")
+	require.True(t, ok)
+	assert.Equal(t, Failover{Master: "mymaster", Old: "127.0.0.1:6379", New: "127.0.0.1:6380"}, f)
+	f, ok = parseSwitchMaster("m ::1 6379 ::1 6380")
+	require.True(t, ok)
+	assert.Equal(t, "[::1]:6380", f.New)
+	for _, bad := range []string{"", "m 1 2 3", "m 1 2 3 4 5"} {
+		_, ok := parseSwitchMaster(bad)
+		assert.False(t, ok, bad)
+	}
+}
+
+func TestDialErrorsNameTheSetup(t *testing.T) {
+	ctx := context.Background()
+	dead := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
+	_, err := Dial(ctx, config.Redis{Addr: dead})
+	require.ErrorContains(t, err, "cannot reach Redis at "+dead)
+	_, err = Dial(ctx, config.Redis{Addr: config.EmbeddedRedis, Sentinel: config.RedisSentinel{Master: "m", Addrs: []string{dead}}})
+	require.ErrorContains(t, err, `cannot reach the Redis master "m" through the sentinels`)
+	_, err = Dial(ctx, config.Redis{Addr: config.EmbeddedRedis, Cluster: config.RedisCluster{Addrs: []string{dead}}})
+	require.ErrorContains(t, err, "cannot reach the Redis Cluster")
+}
+
+// TestSentinelFailoverFollowed runs a master, a replica and three sentinels,
+// kills the master, and checks that the client built from the config keeps
+// working on the promoted replica and that WatchFailovers reports the change.
+func TestSentinelFailoverFollowed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five redis-server processes")
+	}
+	set := redistest.StartSentinelSet(t, redistest.SentinelOptions{Master: "imagesync"})
+	cfg := config.Redis{Addr: config.EmbeddedRedis, Sentinel: config.RedisSentinel{Master: "imagesync", Addrs: set.Addrs()}}
+	full := config.Default()
+	full.Redis = cfg
+	require.NoError(t, full.Validate())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := Dial(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close()
+	assert.Equal(t, config.RedisModeSentinel, conn.Mode)
+	master, err := conn.MasterAddr(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, set.Master.Addr, master)
+	require.NoError(t, conn.Client.Set(ctx, "k", "before", 0).Err())
+
+	var mu sync.Mutex
+	var seen []Failover
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn.WatchFailovers(wctx, 200*time.Millisecond, func(f Failover) {
+			mu.Lock()
+			seen = append(seen, f)
+			mu.Unlock()
+		})
+	}()
+	defer func() { stop(); <-done }()
+	time.Sleep(500 * time.Millisecond) // let it learn the current master
+
+	// Wait until the replica has the key, so the test does not depend on
+	// replication lag.
+	replica := set.Replica.Client(t)
+	require.Eventually(t, func() bool { return replica.Get(ctx, "k").Val() == "before" }, 10*time.Second, 20*time.Millisecond)
+	set.Master.Kill()
+
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0
+	}, 60*time.Second, 50*time.Millisecond, "no failover reported")
+	mu.Lock()
+	assert.Equal(t, Failover{Master: "imagesync", Old: set.Master.Addr, New: set.Replica.Addr}, seen[0])
+	mu.Unlock()
+
+	// The same client now writes to the promoted replica.
+	require.Eventually(t, func() bool { return conn.Client.Set(ctx, "k", "after", 0).Err() == nil }, 30*time.Second, 100*time.Millisecond)
+	assert.Equal(t, "after", replica.Get(ctx, "k").Val())
+	now, err := conn.MasterAddr(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, set.Replica.Addr, now)
+}
+
+func TestIsTransient(t *testing.T) {
+	ctx := context.Background()
+	// A real refused connection and a real error reply.
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)), MaxRetries: -1})
+	defer dead.Close()
+	refused := dead.Ping(ctx).Err()
+	require.Error(t, refused)
+	srv := redistest.StartProcess(t)
+	live := srv.Client(t)
+	wrongType := live.Do(ctx, "INCR", "a", "b").Err()
+	require.Error(t, wrongType)
+	closed := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	require.NoError(t, closed.Close())
+
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"connection refused", refused, true},
+		{"wrapped refused", fmt.Errorf("enqueue: %w", refused), true},
+		{"EOF", io.EOF, true},
+		{"READONLY reply", redisReply("READONLY You can't write against a read only replica."), true},
+		{"LOADING reply", redisReply("LOADING Redis is loading the dataset in memory"), true},
+		{"wrong arguments", wrongType, false},
+		{"client closed", closed.Ping(ctx).Err(), false},
+		{"no sentinel", errors.New("redis: all sentinels specified in configuration are unreachable: dial tcp: refused"), true},
+		{"plain", errors.New("no such image"), false},
+	} {
+		assert.Equal(t, tc.want, IsTransient(tc.err), "%s: %v", tc.name, tc.err)
+	}
+}
+
+// redisReply is an error reply as go-redis returns it.
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (redisReply) RedisError()     {}
