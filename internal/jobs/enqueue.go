@@ -10,6 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/imagesync/imagesync/internal/redisconn"
 )
 
 // Outcome says what Enqueue did.
@@ -68,8 +70,26 @@ type Request struct {
 	Opts    []asynq.Option
 }
 
+// ErrRedisUnavailable marks a job or enqueue error caused by Redis being
+// unreachable or between masters (redisconn.IsTransient): the work itself
+// is fine and is retried soon (see RetryDelay).
+var ErrRedisUnavailable = errors.New("redis unavailable")
+
+// redisUnavailable adds ErrRedisUnavailable to a transient Redis error.
+func redisUnavailable(err error) error {
+	if redisconn.IsTransient(err) && !errors.Is(err, ErrRedisUnavailable) {
+		return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)
+	}
+	return err
+}
+
 // Enqueue adds r, or reports what already holds its id.
 func (e *Enqueuer) Enqueue(ctx context.Context, r Request) (Outcome, error) {
+	out, err := e.enqueue(ctx, r)
+	return out, redisUnavailable(err)
+}
+
+func (e *Enqueuer) enqueue(ctx context.Context, r Request) (Outcome, error) {
 	data, err := json.Marshal(r.Payload)
 	if err != nil {
 		return "", fmt.Errorf("encoding %s payload: %w", r.Type, err)

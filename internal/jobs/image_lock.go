@@ -36,7 +36,7 @@ func (l *imageLock) acquire(ctx context.Context, location string) (release func(
 	for {
 		ok, err := l.rdb.SetNX(ctx, key, owner, l.ttl).Result()
 		if err != nil {
-			return nil, fmt.Errorf("locking image %s: %w", location, err)
+			return nil, fmt.Errorf("locking image %s: %w", location, redisUnavailable(err))
 		}
 		if ok {
 			return func() { _ = releaseScript.Run(context.WithoutCancel(ctx), l.rdb, []string{key}, owner).Err() }, nil

@@ -31,10 +31,14 @@ func Logger(ctx context.Context, fallback *zap.Logger) *zap.Logger {
 
 // RetryDelay is the backoff between attempts: exponential from 10s to 10
 // minutes with jitter; a task whose worker died (lease expired) is retried
-// at once, since it was not the task's fault.
+// at once, and one that failed only because Redis was away (a restart, a
+// Sentinel failover) within seconds, since it was not the task's fault.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if errors.Is(err, asynq.ErrLeaseExpired) {
 		return time.Second
+	}
+	if errors.Is(err, ErrRedisUnavailable) {
+		return time.Second + rand.N(2*time.Second)
 	}
 	var ue *UnauthorizedError
 	if errors.As(err, &ue) {
