@@ -226,6 +226,8 @@ func TestIsTransient(t *testing.T) {
 		{"wrong arguments", wrongType, false},
 		{"client closed", closed.Ping(ctx).Err(), false},
 		{"no sentinel", errors.New("redis: all sentinels specified in configuration are unreachable: dial tcp: refused"), true},
+		{"flattened by asynq", errors.New("UNKNOWN: redis eval error: dial tcp 127.0.0.1:6379: connect: connection refused"), true},
+		{"flattened READONLY", errors.New("INTERNAL_ERROR: redis eval error: READONLY You can't write against a read only replica."), true},
 		{"plain", errors.New("no such image"), false},
 	} {
 		assert.Equal(t, tc.want, IsTransient(tc.err), "%s: %v", tc.name, tc.err)

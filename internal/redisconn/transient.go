@@ -40,6 +40,21 @@ func IsTransient(err error) bool {
 			}
 		}
 	}
-	// go-redis's failover client when no sentinel answers (a plain error).
-	return strings.Contains(err.Error(), "all sentinels specified in configuration are unreachable")
+	// Errors flattened to text on the way: asynq reports a failed script as
+	// "redis eval error: <the go-redis error>", and go-redis's failover
+	// client says so in a plain error when no sentinel answers.
+	msg := err.Error()
+	for _, s := range transientTexts {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// transientTexts are the messages of transient errors that lost their type.
+var transientTexts = []string{
+	"connect: connection refused", "connection reset by peer", "broken pipe", "i/o timeout",
+	"READONLY You can't write", "LOADING Redis is loading", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN",
+	"all sentinels specified in configuration are unreachable",
 }
