@@ -29,6 +29,7 @@ const (
 // (archived and retained-completed included), so a conflict is inspected
 // rather than treated as an error.
 type Enqueuer struct {
+	rdb      redis.UniversalClient
 	client   *asynq.Client
 	insp     *asynq.Inspector
 	failures *Failures
@@ -41,7 +42,32 @@ type Enqueuer struct {
 // NewEnqueuer shares one go-redis client.
 func NewEnqueuer(rdb redis.UniversalClient, node string) *Enqueuer {
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	return &Enqueuer{client: asynq.NewClientFromRedisClient(rdb), insp: insp, failures: NewFailures(rdb, insp), Node: node}
+	return &Enqueuer{rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), insp: insp, failures: NewFailures(rdb, insp), Node: node}
+}
+
+// allQueuesKey is the set asynq's inspector lists the queues from (asynq
+// v0.26's asynq:queues; the inspector has no call to add to it).
+const allQueuesKey = "asynq:queues"
+
+// RegisterQueues makes queues known to asynq's inspector. asynq adds a
+// queue to that set only on a process's first enqueue into it, and then
+// remembers that it did: after Redis lost data (a failover to a replica
+// that lagged, a restart without persistence) the set can miss a queue
+// whose tasks still run but which no inspector sees: `syncctl status`, the
+// queue metrics, the pause after a 401. syncd calls this at start and after
+// every such loss for the queues it serves.
+func (e *Enqueuer) RegisterQueues(ctx context.Context, queues ...string) error {
+	if len(queues) == 0 {
+		return nil
+	}
+	members := make([]any, len(queues))
+	for i, q := range queues {
+		members[i] = q
+	}
+	if err := e.rdb.SAdd(ctx, allQueuesKey, members...).Err(); err != nil {
+		return fmt.Errorf("registering the queues %v: %w", queues, redisUnavailable(err))
+	}
+	return nil
 }
 
 // Inspector exposes the inspector (status, retries).
