@@ -79,7 +79,11 @@ func Run(ctx context.Context, opts Options) error {
 	if conn.IsEmbedded() {
 		log.Info("embedded Redis started (non-durable: the queue is rebuilt from the watched folders at start)", zap.String("addr", conn.Addr))
 	} else {
-		log.Info("connected to Redis", zap.String("addr", conn.Addr))
+		fields := []zap.Field{zap.String("addr", conn.Addr), zap.String("mode", string(conn.Mode))}
+		if master, err := conn.MasterAddr(ctx); err == nil && master != "" {
+			fields = append(fields, zap.String("master", master))
+		}
+		log.Info("connected to Redis", fields...)
 	}
 
 	enq := jobs.NewEnqueuer(conn.Client, cfg.Node)
@@ -103,6 +107,9 @@ func Run(ctx context.Context, opts Options) error {
 	catalog := jobs.NewCatalog(cfg.Watch, cfg.Node)
 	uploadQueues := map[string]int{jobs.UploadQueue(cfg.Node): 2, jobs.QueueSharedUpload: 1}
 	allQueues := []string{jobs.UploadQueue(cfg.Node), jobs.QueueSharedUpload, jobs.QueueDefault}
+	if err := enq.RegisterQueues(ctx, allQueues...); err != nil {
+		log.Warn("cannot list this node's queues for syncctl; they appear with their first task", zap.Error(err))
+	}
 	var authBroken atomic.Bool
 	recovery := &authRecovery{session: session, every: cmp.Or(opts.AuthRecheck, authRecheck), log: log, cleared: func() { authBroken.Store(false) }}
 	gate := jobs.NewAuthGate(conn.Client, enq.Inspector(), allQueues, log, func() {
@@ -185,10 +192,25 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 	d := &dispatcher{cfg: cfg, enq: enq, catalog: catalog, log: log, metrics: m, watcher: watcher,
-		skipped: jobs.NewSkipped(conn.Client, cfg.Node, skippedTTL(cfg.Rescan.D()))}
+		skipped: jobs.NewSkipped(conn.Client, cfg.Node, skippedTTL(cfg.Rescan.D())),
+		queues:  allQueues, failedOver: make(chan struct{}, 1), recoverySweepDelay: recoverySweepDelay,
+		sweep: func(ctx context.Context) error {
+			_, err := jobs.Sweep(ctx, jobs.SweepDeps{Catalog: catalog, Session: session, Enqueuer: enq, Log: log.Named("recovery")}, jobs.SweepOptions{})
+			return err
+		}}
 	go func() {
 		defer wg.Done()
 		d.run(runCtx, watcher.Events(), func() { ready.Store(true) })
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn.WatchFailovers(runCtx, time.Second, func(f redisconn.Failover) {
+			log.Warn("Redis failover: the sentinels promoted a new master; syncd follows it and re-checks the watched folders for work the old master may have lost",
+				zap.String("master_name", f.Master), zap.String("old_master", f.Old), zap.String("new_master", f.New))
+			m.RedisFailovers.Inc()
+			d.failover()
+		})
 	}()
 
 	sched, err := startSchedule(runCtx, cfg.Schedule.Republish, enq, log)

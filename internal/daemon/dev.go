@@ -53,6 +53,7 @@ func DevConfig(base *config.Config, dc *DevCloud) *config.Config {
 	cfg.Cloud.Token = dc.User.Token
 	cfg.Cloud.TokenFile = ""
 	cfg.Redis.Addr = config.EmbeddedRedis
+	cfg.Redis.Sentinel, cfg.Redis.Cluster = config.RedisSentinel{}, config.RedisCluster{}
 	if cfg.Settle.D() == 5*time.Second {
 		cfg.Settle = config.Duration(2 * time.Second)
 	}

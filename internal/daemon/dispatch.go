@@ -27,11 +27,35 @@ type dispatcher struct {
 
 	// enqueueFailed records an enqueue lost to an unreachable Redis.
 	enqueueFailed atomic.Bool
+	// queues are the queues this daemon serves (see Enqueuer.RegisterQueues).
+	queues []string
+	// failedOver receives a token when Sentinel promotes a new master.
+	failedOver chan struct{}
+	// sweep compares this node's images with the catalog and queues what
+	// is missing (jobs.Sweep, not forced); recoverySweepDelay is how long
+	// after a loss it waits to run it.
+	sweep              func(context.Context) error
+	recoverySweepDelay time.Duration
 }
 
 // redisCheckInterval is how often the dispatcher checks that Redis is
 // reachable (see watchRedis).
 const redisCheckInterval = time.Second
+
+// recoverySweepDelay lets every write that could still land on a new master
+// land before the recovery sweep looks: a job that finished while the old
+// master died has its completion retried by asynq until its lease ends
+// (asynq's 30 s lease), and the sweep must see that completion. A margin
+// covers the failover itself.
+const recoverySweepDelay = 45 * time.Second
+
+// failover tells watchRedis that the master changed (see WatchFailovers).
+func (d *dispatcher) failover() {
+	select {
+	case d.failedOver <- struct{}{}:
+	default:
+	}
+}
 
 // run consumes events until the channel closes. onReady is called after
 // every root's first scan.
@@ -170,21 +194,35 @@ func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
 }
 
 // watchRedis re-derives all work from the watched folders once Redis is
-// reachable again after it was not: enqueues that failed meanwhile are lost,
-// and a Redis that restarted without its data has forgotten every queued
-// task (an in-flight upload cannot even record that it finished). The
-// periodic rescan reports only changed files, so without this those images
-// would wait for the next syncd restart. Deterministic task ids make the
-// re-report free for work Redis still holds.
+// reachable again after it was not, or after Sentinel promoted a new master:
+// enqueues that failed meanwhile are lost, a Redis that restarted without its
+// data has forgotten every queued task, and a promoted replica lacks the
+// writes the old master acknowledged but had not replicated yet (an
+// enqueue, a task's completion). The periodic rescan reports only changed
+// files, so without this those images would wait for the next syncd
+// restart. Deterministic task ids make the re-report free for work Redis
+// still holds.
+//
+// A rescan re-queues uploads, but it cannot see a job that completed on the
+// new master while the tasks it queued (a registration, a publish) were
+// written only to the old one: the upload's id is then "done". So after a
+// loss of Redis state a recovery sweep (jobs.Sweep, not forced) follows,
+// once asynq's in-flight completions have landed (recoverySweepDelay): it
+// queues the registration of every uploaded but unregistered image and
+// re-registers (and so re-publishes) every image that drifted.
 func (d *dispatcher) watchRedis(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	down := false
+	var sweepAt time.Time
 	for {
+		failedOver := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.failedOver:
+			failedOver = true
 		}
 		_, err := d.enq.Inspector().Queues()
 		switch {
@@ -194,14 +232,41 @@ func (d *dispatcher) watchRedis(ctx context.Context, every time.Duration) {
 			if !down {
 				d.log.Warn("Redis is unreachable: queueing paused until it is back", zap.Error(err))
 			}
+			// A failover seen while Redis does not answer yet is handled
+			// as Redis coming back.
 			down = true
-		case down || d.enqueueFailed.Load():
-			d.log.Info("Redis is reachable again: rescanning the watched folders to re-queue what was lost")
+			continue
+		case down || failedOver || d.enqueueFailed.Load():
+			if failedOver {
+				d.log.Info("rescanning the watched folders to re-queue what the old Redis master may have lost")
+			} else {
+				d.log.Info("Redis is reachable again: rescanning the watched folders to re-queue what was lost")
+			}
+			if down || failedOver {
+				if err := d.enq.RegisterQueues(ctx, d.queues...); err != nil {
+					d.log.Warn("cannot list this node's queues again for syncctl", zap.Error(err))
+				}
+				if d.sweep != nil {
+					sweepAt = time.Now().Add(d.recoverySweepDelay)
+				}
+			}
 			down = false
 			d.enqueueFailed.Store(false)
 			if err := d.watcher.ForceRescan(ctx, true); err != nil && !errors.Is(err, context.Canceled) {
 				d.log.Warn("rescan after Redis came back", zap.Error(err))
 				d.enqueueFailed.Store(true)
+			}
+		}
+		if !sweepAt.IsZero() && !time.Now().Before(sweepAt) {
+			d.log.Info("recovery sweep: queueing the registration of images uploaded while Redis lost state")
+			if err := d.sweep(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d.log.Warn("recovery sweep failed; trying again in a minute", zap.Error(err))
+				sweepAt = time.Now().Add(time.Minute)
+			} else {
+				sweepAt = time.Time{}
 			}
 		}
 	}

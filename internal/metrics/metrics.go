@@ -28,6 +28,7 @@ type Metrics struct {
 	// QuotaUnreadable is 1 while the storage quota cannot be read, so
 	// uploads go ahead without the pre-check.
 	QuotaUnreadable prometheus.Gauge
+	RedisFailovers  prometheus.Counter
 }
 
 // New creates the metrics, a registry with Go/process collectors, and a queue
@@ -61,14 +62,15 @@ func New(insp *asynq.Inspector) *Metrics {
 			Name: "imagesync_upload_throughput_bytes_per_second", Help: "Throughput of completed uploads (file size / duration).",
 			Buckets: prometheus.ExponentialBuckets(1<<20, 2, 12),
 		}),
-		FilesSeen:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagesync_watch_images", Help: "Images under the watch roots at the last scan."}),
-		WatchErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_watch_errors_total", Help: "Unreadable files and directories met by the watcher."}),
-		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_auth_failures_total", Help: "Requests the cloud answered with 401."}),
+		FilesSeen:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagesync_watch_images", Help: "Images under the watch roots at the last scan."}),
+		WatchErrors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_watch_errors_total", Help: "Unreadable files and directories met by the watcher."}),
+		AuthFailures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_auth_failures_total", Help: "Requests the cloud answered with 401."}),
+		RedisFailovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_redis_failovers_total", Help: "Redis master changes announced by the sentinels while this syncd ran."}),
 		QuotaUnreadable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagesync_quota_unreadable",
 			Help: "1 while the storage quota cannot be read (uploads go ahead without the pre-check; the server's 413 still stops a full quota)."}),
 	}
 	reg.MustRegister(m.JobsTotal, m.JobDuration, m.HopLatency, m.BytesHashed, m.BytesSent, m.BlocksSent, m.BlocksDeduped, m.BytesDeduped,
-		m.UploadThroughput, m.FilesSeen, m.WatchErrors, m.AuthFailures, m.QuotaUnreadable,
+		m.UploadThroughput, m.FilesSeen, m.WatchErrors, m.AuthFailures, m.QuotaUnreadable, m.RedisFailovers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {
 		reg.MustRegister(&queueCollector{insp: insp})
