@@ -48,7 +48,8 @@ func StartSentinelSet(t testing.TB, o SentinelOptions) *SentinelSet {
 		o.FailoverTimeout = 3 * time.Second
 	}
 	set := &SentinelSet{Name: o.Master}
-	set.Master = StartProcess(t)
+	// No delay before the full sync of the replica.
+	set.Master = StartProcess(t, "--repl-diskless-sync-delay", "0")
 	set.Replica = StartProcess(t, "--replicaof", "127.0.0.1", fmt.Sprint(set.Master.Port()))
 	for range 3 {
 		set.Sentinels = append(set.Sentinels, StartSentinel(t, o.Master, set.Master.Addr, 2, o.DownAfter, o.FailoverTimeout))
@@ -149,4 +150,51 @@ func (set *SentinelSet) notReady(ctx context.Context) string {
 		}
 	}
 	return ""
+}
+
+// HoldReplication makes the replica stop applying what the master sends
+// (CLIENT PAUSE WRITE on the replica holds its master link) until
+// ReleaseReplication: the master goes on acknowledging writes the replica
+// does not have. If the master dies meanwhile, the replica drops what it had
+// received but not applied, so a failover loses those writes, as one does
+// when replication lags.
+func (set *SentinelSet) HoldReplication(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := set.Replica.Client(t).Do(ctx, "CLIENT", "PAUSE", "600000", "WRITE").Err(); err != nil {
+		t.Fatalf("redistest: hold replication: %v", err)
+	}
+}
+
+// ReleaseReplication ends HoldReplication.
+func (set *SentinelSet) ReleaseReplication(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := set.Replica.Client(t).Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatalf("redistest: release replication: %v", err)
+	}
+}
+
+// ReplOffset is a server's master_repl_offset (INFO replication): how much
+// replication stream it has produced or applied.
+func ReplOffset(t testing.TB, s *Server) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := s.Client(t).Info(ctx, "replication").Result()
+	if err != nil {
+		t.Fatalf("redistest: INFO replication of %s: %v", s.Addr, err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_repl_offset:"); ok {
+			var n int64
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("redistest: no master_repl_offset in INFO of %s", s.Addr)
+	return 0
 }
