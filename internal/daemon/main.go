@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/imagesync/imagesync/internal/config"
+	"github.com/imagesync/imagesync/internal/redisconn"
 )
 
 // MainOptions are syncd's command line.
@@ -61,6 +62,7 @@ func Main(ctx context.Context, o MainOptions) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	redisconn.LogTo(log)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}

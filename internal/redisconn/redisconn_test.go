@@ -22,6 +22,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/redistest"
@@ -239,3 +242,17 @@ type redisReply string
 
 func (e redisReply) Error() string { return string(e) }
 func (redisReply) RedisError()     {}
+
+// go-redis's chatter goes to zap at debug level, not to stderr.
+func TestLogTo(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	LogTo(zap.New(core))
+	t.Cleanup(func() { LogTo(zap.NewNop()) })
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)), MaxRetries: -1, DialerRetries: 1})
+	defer c.Close()
+	require.Error(t, c.Ping(context.Background()).Err())
+	require.Eventually(t, func() bool { return logs.FilterLoggerName("go-redis").Len() > 0 }, 5*time.Second, 10*time.Millisecond)
+	e := logs.FilterLoggerName("go-redis").All()[0]
+	assert.Equal(t, zapcore.DebugLevel, e.Level)
+	assert.Contains(t, e.Message, "connection refused")
+}
