@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/imagesync/imagesync/internal/redisconn"
 )
 
 // Skipped is what a node's watcher could not use under its watch roots
@@ -138,12 +140,8 @@ func (s *Skipped) SetRoot(ctx context.Context, root string, files []SkippedFile)
 
 // ListSkipped returns every node's skipped files, by node then path.
 func ListSkipped(ctx context.Context, rdb redis.UniversalClient) ([]SkippedFile, error) {
-	var keys []string
-	iter := rdb.Scan(ctx, 0, skippedPrefix+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	keys, err := redisconn.ScanKeys(ctx, rdb, skippedPrefix+"*")
+	if err != nil {
 		return nil, fmt.Errorf("listing skipped files: %w", err)
 	}
 	out := []SkippedFile{}

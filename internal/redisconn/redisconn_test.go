@@ -256,3 +256,32 @@ func TestLogTo(t *testing.T) {
 	assert.Equal(t, zapcore.DebugLevel, e.Level)
 	assert.Contains(t, e.Message, "connection refused")
 }
+
+// ScanKeys finds keys on every master of a cluster, not only on the node a
+// plain SCAN happens to reach.
+func TestScanKeysCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node Redis Cluster")
+	}
+	ctx := context.Background()
+	nodes := redistest.StartCluster(t, 3)
+	c, err := NewClient(config.Redis{Addr: config.EmbeddedRedis, Cluster: config.RedisCluster{Addrs: []string{nodes[0].Addr}}})
+	require.NoError(t, err)
+	defer c.Close()
+	var want []string
+	for i := range 30 {
+		k := fmt.Sprintf("imagesync:test:%d", i)
+		require.NoError(t, c.Set(ctx, k, "x", 0).Err())
+		want = append(want, k)
+	}
+	require.NoError(t, c.Set(ctx, "other", "x", 0).Err())
+	got, err := ScanKeys(ctx, c, "imagesync:test:*")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, want, got)
+
+	single := redistest.StartProcess(t).Client(t)
+	require.NoError(t, single.Set(ctx, "imagesync:test:a", "x", 0).Err())
+	got, err = ScanKeys(ctx, single, "imagesync:test:*")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"imagesync:test:a"}, got)
+}
