@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,6 +46,8 @@ func TestRedisCluster(t *testing.T) {
 		daemontest.WriteRandom(t, filepath.Join(dir, rel), 3*smallBlocks+i*5000)
 		rels = append(rels, rel)
 	}
+	// A link the watcher refuses: recorded in Redis for syncctl status.
+	require.NoError(t, os.Symlink("/nonexistent/target.diskdump", filepath.Join(dir, "broken.diskdump")))
 	log, logs := observed(t)
 	d := daemontest.Run(t, cfg, log)
 	requireAllRegistered(t, cloud, dir, smallBlocks, 2*time.Minute, rels...)
@@ -100,6 +103,7 @@ func TestRedisCluster(t *testing.T) {
 	var status map[string]any
 	require.NoError(t, json.Unmarshal(out.Bytes(), &status), out.String())
 	assert.Contains(t, out.String(), jobs.QueueDefault)
+	assert.Contains(t, fmt.Sprint(status["skipped"]), "broken.diskdump", "syncctl status should list the skipped link, whichever master holds it")
 	_, metrics := get(t, "http://"+d.Info.HTTPAddr+"/metrics")
 	assert.True(t, strings.Contains(metrics, `imagesync_queue_tasks{queue="default",state="completed"} `+fmt.Sprint(2*len(rels))),
 		"metrics should count the completed register and publish tasks of the default queue")
