@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/rivo/uniseg"
@@ -223,4 +224,24 @@ func taskIDs(ts []Task) []string {
 		out = append(out, t.ID)
 	}
 	return out
+}
+
+// Whatever a name holds, its escaped form is valid UTF-8 with nothing a
+// terminal acts on, and sanitizeOutput lets only newlines through.
+func FuzzEscapeText(f *testing.F) {
+	for _, s := range []string{retitle, clearScreen, bidi, "plain", "a\\b", "\xff\xfe", "\u009b2J", "映像\t\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for what, out := range map[string]string{"escapeText": escapeText(s), "sanitizeOutput": string(sanitizeOutput([]byte(s)))} {
+			if !utf8.ValidString(out) {
+				t.Fatalf("%s(%q) = %q: not UTF-8", what, s, out)
+			}
+			for _, r := range out {
+				if unsafeRune(r) && !(what == "sanitizeOutput" && r == '\n') {
+					t.Fatalf("%s(%q) = %q: holds %U", what, s, out, r)
+				}
+			}
+		}
+	})
 }
