@@ -418,6 +418,18 @@ func splitList(s string) []string {
 // FromEnv returns the SYNCD_* variable that set a key path, or "".
 func (c *Config) FromEnv(key string) string { return c.fromEnv[key] }
 
+// Origin says where a key path's value came from: "SYNCD_NODE",
+// "configs/syncd.yaml line 3", or "" for a built-in default.
+func (c *Config) Origin(key string) string {
+	if env := c.fromEnv[key]; env != "" {
+		return env
+	}
+	if line, ok := c.lines[key]; ok && c.Source != "" {
+		return fmt.Sprintf("%s line %d", c.Source, line)
+	}
+	return ""
+}
+
 // ResolveSecrets reads token_file and password_file. Kept apart from Load so
 // syncctl, which needs no token, never reads it.
 func (c *Config) ResolveSecrets() error {

@@ -278,8 +278,9 @@ func TestQueueCommands(t *testing.T) {
 			assert.Equal(t, "/images/pending.diskdump", doc.Tasks[0].Location)
 			e.runJSON(&doc, "list", "archived", "--limit", "1")
 			assert.Len(t, doc.Tasks, 1)
-			_, out, _ := e.run("list", "scheduled", "--queue", "nosuchqueue")
-			assert.Contains(t, out, "No scheduled tasks.")
+			code, _, errOut := e.run("list", "scheduled", "--queue", "nosuchqueue")
+			assert.Equal(t, 2, code, "an unknown queue is a usage error")
+			assert.Contains(t, errOut, `unknown queue "nosuchqueue"`)
 		})
 
 		t.Run("inspect", func(t *testing.T) {
@@ -408,7 +409,9 @@ func TestUnreachableRedis(t *testing.T) {
 	code, out, errOut := e.run("status")
 	assert.Equal(t, 1, code)
 	assert.Empty(t, out)
-	assert.Contains(t, errOut, "cannot reach Redis at 127.0.0.1:1: is it running")
+	assert.Contains(t, errOut, "cannot reach Redis at 127.0.0.1:1: connect: connection refused")
+	assert.Contains(t, errOut, "is that Redis running, and are redis.addr and its password right?")
+	assert.Contains(t, errOut, "configuration: "+e.cfgPath)
 
 	e.be.addr = "embedded"
 	e.extra = ""
@@ -416,7 +419,7 @@ func TestUnreachableRedis(t *testing.T) {
 	// The embedded Redis is reached at embedded_listen; point it nowhere.
 	code, _, errOut = runCtl(t, "--config", e.cfgPath, "list", "pending")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errOut, "is syncd running?")
+	assert.Contains(t, errOut, "is syncd running on this host?")
 
 	code, _, errOut = runCtl(t, "--config", e.dir+"/missing.yaml", "status")
 	assert.Equal(t, 1, code)

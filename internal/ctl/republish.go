@@ -11,7 +11,7 @@ import (
 	"github.com/imagesync/imagesync/internal/jobs"
 )
 
-// `republish --json` and `images --json` print a jobs.SweepReport:
+// `republish --json` prints a jobs.SweepReport:
 //
 //	{ "started_at": "…", "seconds": 0.4, "dry_run": true, "force": false,
 //	  "user": "<account uuid>",
@@ -22,6 +22,47 @@ import (
 //	  "problems": ["<unreadable path>: <why>"],
 //	  "counts": {"in-sync": 3, "drifted": 1, …},
 //	  "enqueued": 1 }
+//
+// `images --json` prints an ImagesDoc: the same findings without what only
+// a republish has (dry_run, force, enqueued, and each image's task and
+// outcome).
+
+// ImagesDoc is `images --json`:
+//
+//	{ "user": "<account uuid>",
+//	  "images": [{"root", "rel_path", "path", "location", "image_id", "name", "public",
+//	              "members": [..] | null, "state", "changes": ["…"], "error": ""}],
+//	  "problems": ["…"], "counts": {"in-sync": 3, …} }
+type ImagesDoc struct {
+	User     string                  `json:"user"`
+	Images   []ImageRow              `json:"images"`
+	Problems []string                `json:"problems"`
+	Counts   map[jobs.SweepState]int `json:"counts"`
+}
+
+// ImageRow is one image of an ImagesDoc (see jobs.SweepImage).
+type ImageRow struct {
+	Root     string          `json:"root"`
+	RelPath  string          `json:"rel_path"`
+	Path     string          `json:"path"`
+	Location string          `json:"location"`
+	ImageID  string          `json:"image_id"`
+	Name     string          `json:"name"`
+	Public   bool            `json:"public"`
+	Members  []string        `json:"members"`
+	State    jobs.SweepState `json:"state"`
+	Changes  []string        `json:"changes"`
+	Error    string          `json:"error"`
+}
+
+func imagesDoc(rep *jobs.SweepReport) ImagesDoc {
+	doc := ImagesDoc{User: rep.User, Images: make([]ImageRow, len(rep.Images)), Problems: rep.Problems, Counts: rep.Counts}
+	for i, im := range rep.Images {
+		doc.Images[i] = ImageRow{Root: im.Root, RelPath: im.RelPath, Path: im.Path, Location: im.Location, ImageID: im.ImageID,
+			Name: im.Name, Public: im.Public, Members: im.Members, State: im.State, Changes: im.Changes, Error: im.Error}
+	}
+	return doc
+}
 
 func (a *app) republishCommand() *cobra.Command {
 	var dryRun, force bool
@@ -91,7 +132,7 @@ keys: ` + strings.Join(image.SortKeys, ", ") + `.`,
 				return err
 			}
 			if a.jsonOut {
-				return a.emitJSON(rep)
+				return a.emitJSON(imagesDoc(rep))
 			}
 			return a.writeOut(renderImages(rep))
 		}),

@@ -75,6 +75,11 @@ func Main(ctx context.Context, args []string, o Options) int {
 		if ee.err != nil {
 			fmt.Fprintf(a.stderr, "syncctl: %s\n", escapeText(ee.err.Error()))
 		}
+		if ee.code == ExitFailure {
+			for _, h := range a.hints(ee.err) {
+				fmt.Fprintf(a.stderr, "syncctl: %s\n", escapeText(h))
+			}
+		}
 		if ee.code == ExitUsage && cmd != nil {
 			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
@@ -201,6 +206,9 @@ func (a *app) config(cmd *cobra.Command) (*config.Config, error) {
 	path := a.cfgPath
 	if !explicit {
 		path = defaultConfigPath(path)
+		if dev := devConfigPath(); path != dev && exists(path) && exists(dev) {
+			fmt.Fprintf(a.stderr, "syncctl: reading %s; a `syncd --dev` run here left %s (pass --config %s to use that one)\n", path, dev, dev)
+		}
 	}
 	cfg, err := config.Load(path, !explicit, a.opts.Getenv)
 	if err != nil {
@@ -257,6 +265,9 @@ func (a *app) redis(cmd *cobra.Command) (*redisconn.Conn, error) {
 		return nil, err
 	}
 	a.redact.add(cfg.Redis.Password, cfg.Redis.Sentinel.Password)
+	if err := probeRedis(cmd.Context(), cfg.Redis); err != nil {
+		return nil, err
+	}
 	conn, err := redisconn.Dial(cmd.Context(), cfg.Redis)
 	if err != nil {
 		return nil, err

@@ -125,15 +125,18 @@ STATE is one of ` + strings.Join(stateNames, ", ") + `; "failed" means archived 
 	return cmd
 }
 
-// queueSelection is --queue, or every queue.
+// queueSelection is --queue, or every queue. A queue name that neither
+// Redis nor this node knows is a usage error (a typo would otherwise list
+// nothing and look like an empty queue).
 func (a *app) queueSelection(cmd *cobra.Command, queue string) ([]string, error) {
-	if queue != "" {
-		if _, err := a.inspector(cmd); err != nil {
-			return nil, err
-		}
-		return []string{queue}, nil
+	queues, err := a.queues(cmd)
+	if err != nil || queue == "" {
+		return queues, err
 	}
-	return a.queues(cmd)
+	if !slices.Contains(queues, queue) {
+		return nil, usageErr("unknown queue %q (known: %s)", queue, strings.Join(queues, ", "))
+	}
+	return []string{queue}, nil
 }
 
 func renderTaskList(doc ListDoc, now time.Time) []byte {

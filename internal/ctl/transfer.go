@@ -80,7 +80,7 @@ func (a *app) session(cmd *cobra.Command) (*config.Config, *cloud.Session, error
 	if err != nil {
 		return nil, nil, err
 	}
-	opts, err := cloud.FromConfig(cfg.Cloud)
+	opts, err := cloudOptions(cfg.Cloud)
 	if err != nil {
 		return nil, nil, err
 	}

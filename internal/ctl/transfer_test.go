@@ -13,8 +13,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/imagesync/imagesync/internal/jobs"
 )
 
 const tbs = 4096 // the test sandbox's block size
@@ -153,7 +151,7 @@ func TestImagesFilterAndSort(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(e.root, "new.diskdump"), "not registered yet")
 	names := func(args ...string) []string {
-		var rep jobs.SweepReport
+		var rep ImagesDoc
 		e.runJSON(&rep, append([]string{"images"}, args...)...)
 		var out []string
 		for _, im := range rep.Images {

@@ -52,6 +52,7 @@ func DevConfig(base *config.Config, dc *DevCloud) *config.Config {
 	cfg.Cloud.AuthURL = dc.AuthURL()
 	cfg.Cloud.Token = dc.User.Token
 	cfg.Cloud.TokenFile = ""
+	cfg.Cloud.CAFile, cfg.Cloud.InsecureSkipVerify = "", false // the dev sandbox is plain http on loopback
 	cfg.Redis.Addr = config.EmbeddedRedis
 	cfg.Redis.Sentinel, cfg.Redis.Cluster = config.RedisSentinel{}, config.RedisCluster{}
 	if cfg.Settle.D() == 5*time.Second {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -37,6 +38,7 @@ func Main(ctx context.Context, o MainOptions) error {
 		return err
 	}
 	var dc *DevCloud
+	var base *config.Config // what the configuration file and environment said, before dev mode's own settings
 	if o.Dev {
 		listen := o.DevListen
 		if listen == "" {
@@ -50,6 +52,7 @@ func Main(ctx context.Context, o MainOptions) error {
 			return err
 		}
 		defer dc.Close()
+		base = cfg
 		cfg = DevConfig(cfg, dc)
 		for _, w := range cfg.Watch {
 			if err := os.MkdirAll(w.Dir, 0o755); err != nil {
@@ -80,7 +83,7 @@ func Main(ctx context.Context, o MainOptions) error {
 		if err := written.WriteDev(filepath.Join(cfg.StateDir, config.DevConfigFile), filepath.Join(cfg.StateDir, devTokenFile)); err != nil {
 			log.Error("dev: cannot write the configuration syncctl reads", zap.Error(err))
 		}
-		printDevBanner(o.Stderr, cfg, dc, info)
+		printDevBanner(o.Stderr, cfg, dc, info, devSources(base, o.ConfigPath, cfg.StateDir))
 	}})
 }
 
@@ -134,12 +137,49 @@ func colorTerminal(w io.Writer) bool {
 	return ok && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(f.Fd()))
 }
 
-func printDevBanner(w io.Writer, cfg *config.Config, dc *DevCloud, info Info) {
+// devSources says what dev mode took from where: the configuration file
+// (if any) and the environment give the node, watch roots and tuning; the
+// cloud, its token and the Redis are always dev mode's own.
+func devSources(base *config.Config, path, stateDir string) string {
+	tokenFile := filepath.Join(stateDir, devTokenFile)
+	var b strings.Builder
+	if base.Source != "" {
+		fmt.Fprintf(&b, "  config        %s (node, watch roots, settle, upload; not its cloud, token or redis)\n", base.Source)
+	} else {
+		fmt.Fprintf(&b, "  config        none (%s does not exist): built-in defaults\n", path)
+	}
+	nodeFrom := base.Origin("node")
+	if nodeFrom == "" {
+		nodeFrom = "this host's name"
+	}
+	fmt.Fprintf(&b, "  node          %s  (from %s)\n", base.Node, nodeFrom)
+	if len(base.Watch) > 0 {
+		fmt.Fprintf(&b, "  watch roots   %d, from %s\n", len(base.Watch), base.Origin("watch"))
+	} else {
+		fmt.Fprintf(&b, "  watch roots   ./images (dev mode's default)\n")
+	}
+	ignored := ""
+	switch {
+	case base.Cloud.Token != "":
+		ignored = fmt.Sprintf("; cloud.token (%s) is not used", base.Origin("cloud.token"))
+	case base.Cloud.TokenFile != "":
+		ignored = fmt.Sprintf("; cloud.token_file %s (%s) is not used", base.Cloud.TokenFile, base.Origin("cloud.token_file"))
+	}
+	fmt.Fprintf(&b, "  token         the sandbox user's, kept in %s%s\n", tokenFile, ignored)
+	if base.Source != "" && filepath.Clean(base.Source) == filepath.Clean(config.DefaultPath) {
+		dev := filepath.Join(stateDir, config.DevConfigFile)
+		fmt.Fprintf(&b, "  syncctl       reads %s before this run's %s: use  syncctl --config %s\n", base.Source, dev, dev)
+	}
+	return b.String()
+}
+
+func printDevBanner(w io.Writer, cfg *config.Config, dc *DevCloud, info Info, sources string) {
 	dir, _ := filepath.Abs(cfg.Watch[0].Dir)
 	fmt.Fprintf(w, `
   imagesync dev mode is running
   ─────────────────────────────
-  watching      %s  (drop *.diskdump files here; X.diskdump.meta and _template.meta set metadata)
+%s`, sources)
+	fmt.Fprintf(w, `  watching      %s  (drop *.diskdump files here; X.diskdump.meta and _template.meta set metadata)
   sandbox cloud %s   user %s, token %s
   redis         %s  (embedded; syncctl finds it with no config)
   metrics       http://%s/metrics

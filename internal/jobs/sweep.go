@@ -130,12 +130,12 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 	}
 	st, err := d.Session.Get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sweep: %w", err)
+		return nil, err // the cloud's own message says what failed
 	}
 	rep.User = st.UserUUID
 	registered, err := st.Images.ListDetail(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sweep: listing registered images: %w", err)
+		return nil, fmt.Errorf("listing registered images: %w", err)
 	}
 	byLoc := map[location.Location]*image.Image{}
 	for i := range registered {
