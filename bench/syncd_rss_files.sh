@@ -68,6 +68,7 @@ for i in range(n):
 EOF
 
 mkdir -p "$WORK/sandbox" "$WORK/state"
+chmod 700 "$WORK/state"
 "$BIN/snf-sandbox" --listen 127.0.0.1:0 --data "$WORK/sandbox" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
 SANDBOX_PID=$!
 BASE=

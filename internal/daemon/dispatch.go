@@ -106,6 +106,9 @@ func (d *dispatcher) recordSkipped(ctx context.Context, ev watch.Event) {
 	var err error
 	switch e := ev.(type) {
 	case watch.Error:
+		if e.Notice {
+			return
+		}
 		err = d.skipped.Add(ctx, entry(e))
 	case watch.ErrorCleared:
 		err = d.skipped.Remove(ctx, e.Path)

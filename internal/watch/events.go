@@ -83,6 +83,9 @@ type Error struct {
 	RelPath string // "" for the root itself
 	Path    string // absolute
 	Err     error
+	// Notice marks a root's switch to polling: news about how the root is
+	// watched, not a problem with a file, so no ErrorCleared follows it.
+	Notice bool
 }
 
 func (e Error) Error() string { return fmt.Sprintf("watch %s: %v", e.Path, e.Err) }

@@ -447,7 +447,7 @@ func (w *Watcher) fallBackToPolling(r *rootState, cause error) {
 	}
 	w.log.Warn("fsnotify unavailable for this root; polling instead",
 		zap.String("root", r.dir), zap.Duration("every", w.poll), zap.Error(err))
-	w.publish(Error{Root: r.dir, Path: r.abs, Err: err})
+	w.publish(Error{Root: r.dir, Path: r.abs, Err: err, Notice: true})
 }
 
 func (w *Watcher) addWatch(r *rootState, abs string) error {

@@ -14,6 +14,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -374,6 +376,7 @@ func TestWatchLimitFallsBackToPolling(t *testing.T) {
 	errs := only[Error](evs)
 	require.Len(t, errs, 1)
 	assert.ErrorIs(t, errs[0], ErrWatchLimit)
+	assert.True(t, errs[0].Notice, "news about the root, not a problem with a file")
 	assert.ErrorIs(t, errs[0], syscall.ENOSPC)
 	assert.Contains(t, errs[0].Error(), "max_user_watches")
 
@@ -791,4 +794,14 @@ func TestProblemsAreListedAndCleared(t *testing.T) {
 	last := only[RescanDone](evs)
 	assert.Equal(t, 0, last[len(last)-1].ProblemsTotal)
 	assert.Empty(t, last[len(last)-1].Problems)
+}
+
+func TestFollowAnyIsWarnedAtStart(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	_, err := New(Options{Roots: []Root{{Dir: t.TempDir(), Links: LinksAny}, {Dir: t.TempDir()}}, Logger: zap.New(core)})
+	require.NoError(t, err)
+	require.Equal(t, 1, logs.Len())
+	assert.Contains(t, logs.All()[0].Message, "follow_symlinks: any")
+	_, err = New(Options{Roots: []Root{{Dir: t.TempDir(), Links: "sometimes"}}})
+	assert.ErrorContains(t, err, `follow_symlinks "sometimes": want inside, never or any`)
 }
