@@ -21,7 +21,9 @@
 # Environment: SIZE_MB (default 1024), RUNS (default 3), BENCH_TMP (default
 # $TMPDIR or /tmp), SANDBOX_DATA (default under BENCH_TMP), BIN_DIR (holding
 # snf-sandbox, syncd and upload; default: build them), MODES (default
-# "wire engine syncd"), IDLE_SECS (default 10), SETTLE (default 1s).
+# "wire engine syncd"), IDLE_SECS (default 10), SETTLE (default 1s),
+# PUT_UPLOAD (the upload binary that has -put, default $BIN_DIR/upload; to
+# measure an older build's syncd and engine against the same wire).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,6 +80,8 @@ if [[ -z $BIN ]]; then
 		go build -o "$BIN/upload" ./bench/cmd/upload)
 fi
 
+PUT_UPLOAD=${PUT_UPLOAD:-$BIN/upload}
+
 # start_sandbox: a sandbox with a fresh data dir; sets BASE and URL.
 start_sandbox() {
 	stop_sandbox
@@ -116,6 +120,20 @@ calls() { # total Redis commands so far, not counting INFO itself
 		awk -F'[:,=]' '/^cmdstat_/ && $1 != "cmdstat_info" { for (i = 2; i <= NF; i++) if ($i == "calls") s += $(i + 1) } END { print s + 0 }'
 }
 
+# hops LOG: the seconds each job queued by another job waited to start: the
+# "hop" of its "job done" line, or, for a syncd that does not log it, its
+# start ("job done" minus "took") minus the "… queued" line naming it.
+hops() {
+	jq -rs '
+		(map(select(.msg == "registration queued" or .msg == "publish queued") | {key: .task, value: .ts}) | from_entries) as $queued
+		| .[] | select(.msg == "job done" and (.type == "image:register" or .type == "image:publish"))
+		| if .hop != null then .hop
+		  elif $queued[.job] != null then
+			((.ts | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + (.ts | capture("(?<f>\\.[0-9]+)Z$").f | tonumber) - .took)
+			- (($queued[.job] | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + ($queued[.job] | capture("(?<f>\\.[0-9]+)Z$").f | tonumber))
+		  else empty end' "$1"
+}
+
 WATCH=$WORK/images
 CONFIG=$WORK/syncd.yaml
 IDLE_OPS=-
@@ -147,7 +165,7 @@ EOF
 	"$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd-$n.log" &
 	SYNCD_PID=$!
 	for _ in $(seq 300); do
-		grep -q '"syncd running"' "$WORK/syncd-$n.log" && break
+		grep -q '"syncd running"' "$WORK/syncd-$n.log" 2>/dev/null && break
 		kill -0 "$SYNCD_PID" 2>/dev/null || { cat "$WORK/syncd-$n.log" >&2; log "syncd exited"; exit 1; }
 		sleep 0.1
 	done
@@ -164,7 +182,7 @@ EOF
 	local ok=
 	for _ in $(seq 36000); do
 		kill -0 "$SYNCD_PID" 2>/dev/null || { tail -20 "$WORK/syncd-$n.log" >&2; log "syncd exited"; exit 1; }
-		if grep -q '"image published"' "$WORK/syncd-$n.log"; then ok=1; break; fi
+		if grep -q '"image published"' "$WORK/syncd-$n.log" 2>/dev/null; then ok=1; break; fi
 		sleep 0.05
 	done
 	[[ -n $ok ]] || { tail -20 "$WORK/syncd-$n.log" >&2; log "not published"; exit 1; }
@@ -173,7 +191,7 @@ EOF
 	RSS_MAX=$(best "$rss" "$RSS_MAX")
 	stop_syncd
 	mv "$WATCH/img.diskdump" "$FILE"
-	jq -r 'select(.msg == "job done" and .hop != null) | .hop' "$WORK/syncd-$n.log" >>"$WORK/hops"
+	hops "$WORK/syncd-$n.log" >>"$WORK/hops"
 	local ready pub
 	ready=$(jq -r 'select(.msg == "image ready") | .ts' "$WORK/syncd-$n.log" | head -1)
 	pub=$(jq -r 'select(.msg == "image published") | .ts' "$WORK/syncd-$n.log" | head -1)
@@ -187,7 +205,7 @@ for run in $(seq "$RUNS"); do
 		start_sandbox
 		case $mode in
 		wire)
-			r=$(IMAGESYNC_TOKEN=$TOKEN "$BIN/upload" -put -url "$URL" -account "$UUID" -object wire.diskdump "$FILE")
+			r=$(IMAGESYNC_TOKEN=$TOKEN "$PUT_UPLOAD" -put -url "$URL" -account "$UUID" -object wire.diskdump "$FILE")
 			log "run $run (2) wire:   $r"
 			WIRE=$(best "$(field mb_per_s "$r")" "$WIRE")
 			;;

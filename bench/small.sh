@@ -107,7 +107,7 @@ sync
 "$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd.log" &
 SYNCD_PID=$!
 for _ in $(seq 300); do
-	grep -q '"syncd running"' "$WORK/syncd.log" && break
+	grep -q '"syncd running"' "$WORK/syncd.log" 2>/dev/null && break
 	kill -0 "$SYNCD_PID" 2>/dev/null || { cat "$WORK/syncd.log" >&2; log "syncd exited"; exit 1; }
 	sleep 0.1
 done
@@ -185,7 +185,21 @@ STATUS_N=$(grep -c '^[0-9]' "$WORK/status.times" 2>/dev/null || echo 0)
 STATUS_MAX=$(awk '$1 ~ /^[0-9.]+$/ { d = $1 * 1000; if (d > m) m = d } END { printf "%.0f", m }' "$WORK/status.times" 2>/dev/null || echo -)
 STATUS_CPU=$(awk '$1 ~ /^[0-9.]+$/ { c = ($2 + $3) * 1000; if (c > m) m = c } END { printf "%.0f", m }' "$WORK/status.times" 2>/dev/null || echo -)
 STATUS_FAILS=$(grep -c 'status failed' "$WORK/status.err" 2>/dev/null || true)
-HOPS=$(jq -r 'select(.msg == "job done" and .hop != null) | .hop' "$WORK/syncd.log" 2>/dev/null | sort -g || true)
+# hops LOG: the seconds each job queued by another job waited to start: the
+# "hop" of its "job done" line, or, for a syncd that does not log it, its
+# start ("job done" minus "took") minus the "… queued" line naming it.
+hops() {
+	jq -rs '
+		(map(select(.msg == "registration queued" or .msg == "publish queued") | {key: .task, value: .ts}) | from_entries) as $queued
+		| .[] | select(.msg == "job done" and (.type == "image:register" or .type == "image:publish"))
+		| if .hop != null then .hop
+		  elif $queued[.job] != null then
+			((.ts | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + (.ts | capture("(?<f>\\.[0-9]+)Z$").f | tonumber) - .took)
+			- (($queued[.job] | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + ($queued[.job] | capture("(?<f>\\.[0-9]+)Z$").f | tonumber))
+		  else empty end' "$1"
+}
+
+HOPS=$(hops "$WORK/syncd.log" | sort -g || true)
 pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] * 1000 }'; }
 HOP_N=$(grep -c . <<<"$HOPS" || true)
 HOP_P50=$(pct 50 <<<"$HOPS")
