@@ -49,8 +49,14 @@ stop_syncd() {
 	fi
 }
 
+cpu() { # CPU seconds (user+system) a process has used
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+per_gib() { awk -v c="$1" -v mb="$SIZE_MB" 'BEGIN { printf "%.2f", c * 1024 / mb }'; }
+
 stop_sandbox() {
 	if [[ -n $SANDBOX_PID ]]; then
+		SANDBOX_CPU=$(cpu "$SANDBOX_PID")
 		kill "$SANDBOX_PID" 2>/dev/null || true
 		wait "$SANDBOX_PID" 2>/dev/null || true
 		SANDBOX_PID=
@@ -178,6 +184,8 @@ EOF
 		i1=$(calls)
 		IDLE_OPS=$(awk -v a="$i0" -v b="$i1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
 	fi
+	local c0
+	c0=$(cpu "$SYNCD_PID")
 	mv "$FILE" "$WATCH/img.diskdump"
 	local ok=
 	for _ in $(seq 36000); do
@@ -187,6 +195,7 @@ EOF
 	done
 	[[ -n $ok ]] || { tail -20 "$WORK/syncd-$n.log" >&2; log "not published"; exit 1; }
 	local rss
+	SYNCD_CPU=$(awk -v a="$c0" -v b="$(cpu "$SYNCD_PID")" 'BEGIN { printf "%.2f", b - a }')
 	rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SYNCD_PID/status")
 	RSS_MAX=$(best "$rss" "$RSS_MAX")
 	stop_syncd
@@ -199,7 +208,8 @@ EOF
 	RUN_SECS=$(awk -v a="$(date -d "$ready" +%s.%N)" -v b="$(date -d "$pub" +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 }
 
-WIRE=0 ENGINE=0 E2E=0
+WIRE=0 ENGINE=0 E2E=0 SANDBOX_CPU=0 SYNCD_CPU=0
+declare -A CPU_LINE=([wire]=- [engine]=- [syncd]=-)
 for run in $(seq "$RUNS"); do
 	for mode in $MODES; do
 		start_sandbox
@@ -222,6 +232,9 @@ for run in $(seq "$RUNS"); do
 			;;
 		esac
 		stop_sandbox
+		CPU_LINE[$mode]="sandbox $(per_gib "$SANDBOX_CPU") s"
+		if [[ $mode == syncd ]]; then CPU_LINE[$mode]+=", syncd $(per_gib "$SYNCD_CPU") s"; fi
+		log "run $run ($mode): CPU per GiB: ${CPU_LINE[$mode]}"
 	done
 done
 
@@ -239,4 +252,5 @@ imagesync: what users feel — $SIZE_MB MiB random image (in $TMP), sandbox data
   hop latency (job → next job):         p50 $(pct 50 <<<"$HOPS") ms, p99 $(pct 99 <<<"$HOPS") ms over $HOP_N hops
   Redis, idle daemon:                   $IDLE_OPS commands/s
   syncd peak RSS (VmHWM):               $(awk -v k="$RSS_MAX" 'BEGIN { printf "%.1f", k / 1024 }') MiB
+  CPU seconds per GiB (last run):       (1) ${CPU_LINE[syncd]}; (2) ${CPU_LINE[wire]}; (3) ${CPU_LINE[engine]}
 EOF

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -48,7 +49,19 @@ func run() error {
 	workers := flag.Int("hash-workers", 0, "hashing workers (default GOMAXPROCS)")
 	sha := flag.Bool("sha256", false, "only hash FILE with crypto/sha256 on one core and print the rate")
 	put := flag.Bool("put", false, "send FILE as one plain PUT (no hashmap, no engine) and print the rate")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the upload to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *sha && flag.NArg() == 1 {
 		return sha256Rate(flag.Arg(0))
 	}
