@@ -476,6 +476,16 @@ func TestStatusShowsSkippedFiles(t *testing.T) {
 		assert.Equal(t, "build-2", doc.Skipped[1].Node)
 		assert.Equal(t, reason, doc.Skipped[1].Reason)
 
+		// A hostile link name is shown escaped: it must not drive the
+		// operator's terminal.
+		hostile := "/srv/drop/\x1b]0;pwned\x07\x1b[2J.diskdump"
+		require.NoError(t, sk.Add(ctx, jobs.SkippedFile{Root: "/srv/drop", Path: hostile, Reason: "symlink " + hostile + " -> /etc/shadow not used"}))
+		_, out, _ = e.run("status")
+		assert.NotContains(t, out, "\x1b]0;")
+		assert.NotContains(t, out, "\x1b[2J")
+		assert.Contains(t, out, `/srv/drop/\x1b]0;pwned\x07\x1b[2J.diskdump`)
+		require.NoError(t, e.rdb.HDel(ctx, "imagesync:skipped:build-2", hostile).Err())
+
 		// A rescan that no longer finds it clears it.
 		require.NoError(t, sk.SetRoot(ctx, "/srv/drop", nil))
 		e.runJSON(&doc, "status")

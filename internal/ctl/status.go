@@ -568,7 +568,7 @@ func renderSkipped(buf *bytes.Buffer, skipped []jobs.SkippedFile) {
 	}
 	fmt.Fprintln(buf, "\nNOT USED (files under the watch roots that syncd skipped)")
 	for _, f := range skipped[:min(len(skipped), maxSkippedShown)] {
-		fmt.Fprintf(buf, "  %s  %s\n    %s\n", f.Node, f.Path, oneLine(f.Reason))
+		fmt.Fprintf(buf, "  %s  %s\n    %s\n", escapeText(f.Node), escapeText(f.Path), escapeText(oneLine(f.Reason)))
 	}
 	if n := len(skipped) - maxSkippedShown; n > 0 {
 		fmt.Fprintf(buf, "  … and %d more (syncctl status --json lists them all)\n", n)
