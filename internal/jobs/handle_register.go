@@ -128,12 +128,16 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
-	// Every POST resets the read permissions, so each registration gets its
-	// own publish: the image's update time names it. A forced registration
-	// (sweep, resync) publishes again even when nothing else changed.
+	for _, dw := range deployWarnings {
+		log.Warn("registered, but snf-image cannot deploy it as it is", zap.String("warning", dw))
+	}
 	if err := recordDeployWarnings(ctx, w.d.Redis, p.ImageRef, abs, taskID, deployWarnings); err != nil {
 		log.Warn("cannot record the deployability warnings for syncctl status", zap.Error(err))
 	}
+
+	// Every POST resets the read permissions, so each registration gets its
+	// own publish: the image's update time names it. A forced registration
+	// (sweep, resync) publishes again even when nothing else changed.
 	pub := PublishRequest(p.ImageRef, img.ID, desired.IsPublic, desired.Members, taskID+"@"+img.UpdatedAt)
 	pub.Replace = p.Force
 	out, err := w.d.Enqueuer.Enqueue(ctx, pub)
