@@ -160,3 +160,19 @@ redis:
 	assert.Contains(t, err.Error(), "redis.sentinel.password_file: "+filepath.Join(dir, "sentinel.pw")+" does not exist (line 7)")
 	assert.Contains(t, err.Error(), "redis.tls_ca_file: "+filepath.Join(dir, "ca.pem")+" does not exist (line 3)")
 }
+
+// The sentinels' password file is a secret like the others.
+func TestSentinelPasswordFilePermissions(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sentinel.pw")
+	require.NoError(t, os.WriteFile(p, []byte("x"), 0o600))
+	require.NoError(t, os.Chmod(p, 0o640))
+	cfg := Default()
+	cfg.Redis.Sentinel = RedisSentinel{Master: "m", Addrs: []string{"s1:26379"}, PasswordFile: p}
+	warnings, err := cfg.SecretFiles()
+	require.NoError(t, err)
+	require.Len(t, warnings, 1)
+	assert.Contains(t, warnings[0], "redis.sentinel.password_file "+p+" is readable by its group (mode 0640)")
+	cfg.Redis.Sentinel.Password = "from-env"
+	warnings, _ = cfg.SecretFiles()
+	assert.Empty(t, warnings, "a password given directly makes the file moot")
+}

@@ -9,8 +9,8 @@ import (
 )
 
 // SecretFiles checks the permissions of the files that hold secrets, as ssh
-// does for private keys: cloud.token_file and redis.password_file (when
-// they are what syncd reads), and http.web_config_file (password hashes,
+// does for private keys: cloud.token_file, redis.password_file and
+// redis.sentinel.password_file (when they are what syncd reads), and http.web_config_file (password hashes,
 // the TLS key's path). A file that group or others can read is reported;
 // with strict_permissions the problems are an error, otherwise warnings.
 func (c *Config) SecretFiles() (warnings []string, err error) {
@@ -39,6 +39,9 @@ func (c *Config) SecretFiles() (warnings []string, err error) {
 	}
 	if c.Redis.Password == "" {
 		check("redis.password_file", c.Redis.PasswordFile)
+	}
+	if c.Redis.Sentinel.Password == "" {
+		check("redis.sentinel.password_file", c.Redis.Sentinel.PasswordFile)
 	}
 	check("http.web_config_file", c.HTTP.WebConfigFile)
 	if len(found) == 0 {
