@@ -206,7 +206,7 @@ func Run(ctx context.Context, opts Options) error {
 	go func() {
 		defer wg.Done()
 		conn.WatchFailovers(runCtx, time.Second, func(f redisconn.Failover) {
-			log.Warn("Redis failover: the sentinels promoted a new master; syncd follows it and re-checks the watched folders for work the old master may have lost",
+			log.Warn("Redis failover: a replica took over from a lost master; syncd follows it and re-checks the watched folders for work the old master may have lost",
 				zap.String("master_name", f.Master), zap.String("old_master", f.Old), zap.String("new_master", f.New))
 			m.RedisFailovers.Inc()
 			d.failover()

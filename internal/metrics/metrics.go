@@ -65,7 +65,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		FilesSeen:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagesync_watch_images", Help: "Images under the watch roots at the last scan."}),
 		WatchErrors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_watch_errors_total", Help: "Unreadable files and directories met by the watcher."}),
 		AuthFailures:   prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_auth_failures_total", Help: "Requests the cloud answered with 401."}),
-		RedisFailovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_redis_failovers_total", Help: "Redis master changes announced by the sentinels while this syncd ran."}),
+		RedisFailovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "imagesync_redis_failovers_total", Help: "Redis master changes (Sentinel failovers, cluster slots taken over by a replica) seen while this syncd ran."}),
 		QuotaUnreadable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imagesync_quota_unreadable",
 			Help: "1 while the storage quota cannot be read (uploads go ahead without the pre-check; the server's 413 still stops a full quota)."}),
 	}

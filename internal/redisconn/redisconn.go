@@ -104,9 +104,10 @@ func Dial(ctx context.Context, cfg config.Redis) (*Conn, error) {
 // failover (typically a few seconds) is ridden out by go-redis's retries and
 // asynq's own.
 const (
-	dialTimeout  = 3 * time.Second
-	readTimeout  = 10 * time.Second
-	writeTimeout = 10 * time.Second
+	clusterReload = 5 * time.Second
+	dialTimeout   = 3 * time.Second
+	readTimeout   = 10 * time.Second
+	writeTimeout  = 10 * time.Second
 )
 
 // NewClient builds the client cfg selects without connecting: a
@@ -135,13 +136,18 @@ func NewClient(cfg config.Redis) (redis.UniversalClient, error) {
 		}), nil
 	case config.RedisModeCluster:
 		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:        cfg.Cluster.Addrs,
-			Username:     cfg.Username,
-			Password:     cfg.Password,
-			TLSConfig:    tlsConfig,
-			DialTimeout:  dialTimeout,
-			ReadTimeout:  readTimeout,
-			WriteTimeout: writeTimeout,
+			Addrs: cfg.Cluster.Addrs,
+			// go-redis follows a moved slot at once (MOVED), but learns that
+			// a dead master's slots moved to its replica only from its
+			// periodic reload (60 s by default); syncd also reloads when it
+			// sees the failover (WatchFailovers), syncctl relies on this.
+			ClusterStateReloadInterval: clusterReload,
+			Username:                   cfg.Username,
+			Password:                   cfg.Password,
+			TLSConfig:                  tlsConfig,
+			DialTimeout:                dialTimeout,
+			ReadTimeout:                readTimeout,
+			WriteTimeout:               writeTimeout,
 		}), nil
 	}
 	addr := cfg.Addr

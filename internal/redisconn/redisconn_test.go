@@ -75,6 +75,7 @@ func TestNewClientPerMode(t *testing.T) {
 		require.True(t, ok, "want *redis.ClusterClient, got %T", c)
 		assert.Equal(t, []string{"c1:7000", "c2:7000"}, cc.Options().Addrs)
 		assert.Equal(t, "p", cc.Options().Password)
+		assert.Equal(t, clusterReload, cc.Options().ClusterStateReloadInterval)
 	})
 }
 
@@ -284,4 +285,56 @@ func TestScanKeysCluster(t *testing.T) {
 	got, err = ScanKeys(ctx, single, "imagesync:test:*")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"imagesync:test:a"}, got)
+}
+
+// A cluster replica taking over a dead master's slots is reported, and the
+// cluster client writes to it.
+func TestClusterFailoverFollowed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a four-node Redis Cluster and waits out a node timeout")
+	}
+	nodes := redistest.StartCluster(t, 3)
+	replica := redistest.AddClusterReplica(t, nodes, nodes[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := Dial(ctx, config.Redis{Addr: config.EmbeddedRedis, Cluster: config.RedisCluster{Addrs: redistest.Addrs(nodes)}})
+	require.NoError(t, err)
+	defer conn.Close()
+
+	var mu sync.Mutex
+	var seen []Failover
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn.WatchFailovers(wctx, 200*time.Millisecond, func(f Failover) {
+			mu.Lock()
+			seen = append(seen, f)
+			mu.Unlock()
+		})
+	}()
+	defer func() { stop(); <-done }()
+	time.Sleep(500 * time.Millisecond) // let it read the slot map once
+
+	nodes[0].Kill()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0
+	}, 60*time.Second, 100*time.Millisecond, "no failover reported")
+	mu.Lock()
+	assert.Equal(t, []Failover{{Master: "slots 0-5460", Old: nodes[0].Addr, New: replica.Addr}}, seen)
+	mu.Unlock()
+	// "{a}" hashes to slot 15495... pick a key in 0-5460: "{b}" is 3300.
+	slot, err := conn.Client.ClusterKeySlot(ctx, "{b}").Result()
+	require.NoError(t, err)
+	require.Less(t, slot, int64(5461))
+	deadline := time.Now().Add(30 * time.Second)
+	for err := conn.Client.Set(ctx, "{b}", "after", 0).Err(); err != nil; err = conn.Client.Set(ctx, "{b}", "after", 0).Err() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster client does not write to the new master: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.Equal(t, "after", replica.Client(t).Do(ctx, "GET", "{b}").Val())
 }

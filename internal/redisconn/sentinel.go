@@ -13,9 +13,11 @@ import (
 	"github.com/imagesync/imagesync/internal/config"
 )
 
-// Failover is a change of master that the sentinels made.
+// Failover is a change of master: one the sentinels made, or a cluster
+// replica taking over a range of hash slots.
 type Failover struct {
-	// Master is the monitored name (redis.sentinel.master).
+	// Master is the monitored name (redis.sentinel.master), or for a
+	// cluster the slot range ("slots 0-5460").
 	Master string
 	// Old and New are the master's host:port before and after.
 	Old, New string
@@ -115,15 +117,26 @@ func (c *Conn) MasterAddr(ctx context.Context) (string, error) {
 }
 
 // WatchFailovers calls report for every change of master until ctx ends; it
-// returns at once unless Redis is reached through Sentinel. It listens to a
-// sentinel's +switch-master announcements and, in case that sentinel is the
-// one that went away, also asks the sentinels every poll interval. go-redis's
-// failover client follows the new master on its own; this is so that syncd
-// can say so and recover what the old master may have lost.
+// returns at once for the embedded Redis and a single server. go-redis's
+// failover and cluster clients follow a new master on their own; this is so
+// that syncd can say so and recover what the old master may have lost.
+//
+// With Sentinel it listens to a sentinel's +switch-master announcements and,
+// in case that sentinel is the one that went away, also asks the sentinels
+// every poll interval. With a Cluster it reads the slot map every poll
+// interval (see watchCluster).
 func (c *Conn) WatchFailovers(ctx context.Context, poll time.Duration, report func(Failover)) {
-	if c.Mode != config.RedisModeSentinel {
-		return
+	switch c.Mode {
+	case config.RedisModeSentinel:
+		c.watchSentinel(ctx, poll, report)
+	case config.RedisModeCluster:
+		if cc, ok := c.Client.(*redis.ClusterClient); ok {
+			watchCluster(ctx, cc, poll, report)
+		}
 	}
+}
+
+func (c *Conn) watchSentinel(ctx context.Context, poll time.Duration, report func(Failover)) {
 	s, err := newSentinels(c.cfg)
 	if err != nil {
 		return // Dial already built the same TLS setup

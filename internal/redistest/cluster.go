@@ -82,3 +82,64 @@ func Addrs(servers []*Server) []string {
 	}
 	return out
 }
+
+// AddClusterReplica starts a node, joins it to the cluster of nodes as a
+// replica of master, and waits until it is in sync, so that a failover
+// (CLUSTER FAILOVER on it, or master dying) can promote it.
+func AddClusterReplica(t testing.TB, nodes []*Server, master *Server) *Server {
+	t.Helper()
+	bus := FreePort(t)
+	r := StartProcess(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "5000")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mc := master.Client(t)
+	masterID, err := mc.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatalf("redistest: cluster myid of %s: %v", master.Addr, err)
+	}
+	rc := r.Client(t)
+	// The master's bus port: its CLUSTER MYSHARDID is 7.2+, so read it from
+	// CLUSTER NODES ("ip:port@bus").
+	lines, err := mc.ClusterNodes(ctx).Result()
+	if err != nil {
+		t.Fatalf("redistest: cluster nodes of %s: %v", master.Addr, err)
+	}
+	var masterBus string
+	for _, l := range strings.Split(lines, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[0] == masterID {
+			if _, b, ok := strings.Cut(strings.Split(f[1], ",")[0], "@"); ok {
+				masterBus = b
+			}
+		}
+	}
+	if masterBus == "" {
+		t.Fatalf("redistest: no bus port for %s in CLUSTER NODES", master.Addr)
+	}
+	if err := rc.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", master.Port(), masterBus).Err(); err != nil {
+		t.Fatalf("redistest: cluster meet from %s: %v", r.Addr, err)
+	}
+	for {
+		// The replica must know the master before it can replicate it.
+		err := rc.ClusterReplicate(ctx, masterID).Err()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("redistest: cluster replicate on %s: %v", r.Addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	all := append(append([]*Server(nil), nodes...), r)
+	for {
+		info, err := rc.Info(ctx, "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") && clusterNotReady(ctx, t, all) == "" {
+			return r
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("redistest: cluster replica %s not in sync after 60s: %v %s", r.Addr, err, clusterNotReady(ctx, t, all))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

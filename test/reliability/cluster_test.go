@@ -108,3 +108,66 @@ func TestRedisCluster(t *testing.T) {
 	assert.True(t, strings.Contains(metrics, `imagesync_queue_tasks{queue="default",state="completed"} `+fmt.Sprint(2*len(rels))),
 		"metrics should count the completed register and publish tasks of the default queue")
 }
+
+// TestRedisClusterFailover kills the cluster master that holds this node's
+// upload queue while images are in flight: its replica takes the slots
+// over, the daemon logs the failover and keeps going, and every image is
+// registered exactly once with nothing archived.
+func TestRedisClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a five-node Redis Cluster and waits out a node timeout")
+	}
+	nodes := redistest.StartCluster(t, 3)
+	rc := config.Redis{Addr: config.EmbeddedRedis, Cluster: config.RedisCluster{Addrs: redistest.Addrs(nodes)}}
+	rdb, err := redisconn.NewClient(rc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rdb.Close() })
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	// The master of the upload queue's slot, and a replica for it.
+	uploadQueue := jobs.UploadQueue("test-node")
+	slot, err := rdb.ClusterKeySlot(context.Background(), "asynq:{"+uploadQueue+"}:pending").Result()
+	require.NoError(t, err)
+	victim := nodes[min(int(slot)/(16384/3), 2)] // StartCluster's even split
+	replica := redistest.AddClusterReplica(t, nodes, victim)
+
+	cloud := daemontest.StartCloud(t, sandbox.Config{BlockSize: smallBlocks})
+	dir := filepath.Join(t.TempDir(), "images")
+	cfg := daemontest.Config(t, cloud, rc, dir)
+	log, logs := observed(t)
+	d := daemontest.Run(t, cfg, log)
+	cloud.SetLatency(200 * time.Millisecond)
+	var rels []string
+	for i := range 10 {
+		rel := fmt.Sprintf("img-%d.diskdump", i)
+		daemontest.WriteRandom(t, filepath.Join(dir, rel), 16*smallBlocks+i*1000)
+		rels = append(rels, rel)
+	}
+	daemontest.Eventually(t, time.Minute, "uploads in flight", func() bool {
+		return len(daemontest.Tasks(t, insp, daemontest.StateActive)) > 0 && cloud.Stats().BlocksReceived > 0
+	})
+	require.Less(t, cloud.Stats().ImageRegisters, int64(len(rels)))
+	victim.Kill()
+	t.Logf("killed the master %s of slot %d (queue %s); replica %s", victim.Addr, slot, uploadQueue, replica.Addr)
+
+	daemontest.Eventually(t, time.Minute, "the daemon to log the failover", func() bool {
+		return logs.FilterMessageSnippet("Redis failover").FilterLevelExact(zap.WarnLevel).Len() > 0
+	})
+	fields := logs.FilterMessageSnippet("Redis failover").All()[0].ContextMap()
+	assert.Equal(t, victim.Addr, fields["old_master"])
+	assert.Equal(t, replica.Addr, fields["new_master"])
+	cloud.SetLatency(0)
+
+	requireAllRegistered(t, cloud, dir, smallBlocks, 3*time.Minute, rels...)
+	daemontest.Eventually(t, 3*time.Minute, "the queues to drain", func() bool {
+		for _, st := range []string{daemontest.StatePending, daemontest.StateActive, daemontest.StateScheduled, daemontest.StateRetry} {
+			if len(daemontest.Tasks(t, insp, st)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	require.True(t, d.Running(), "syncd stopped: %v", d.Err())
+	assert.Equal(t, int64(len(rels)), cloud.Stats().ImageRegisters, "registrations")
+	assert.Len(t, daemontest.Images(t, cloud), len(rels))
+	assert.Empty(t, daemontest.Tasks(t, insp, daemontest.StateArchived))
+}
