@@ -82,8 +82,8 @@ func (d *dispatcher) run(ctx context.Context, events <-chan watch.Event, onReady
 				onReady()
 			}
 		case watch.Error:
-			// The watcher logged it.
 			d.metrics.WatchErrors.Inc()
+			d.log.Warn("cannot read under a watch root", zap.String("root", e.Root), zap.String("path", e.Path), zap.Error(e.Err))
 			d.recordSkipped(ctx, e)
 		case watch.ErrorCleared:
 			d.recordSkipped(ctx, e)

@@ -454,12 +454,18 @@ func (t *Tree) open(rel string, e Entry) (*os.File, error) {
 }
 
 // openReadOnly opens rel under dir without following a symlink out of dir
-// (os.Root), and without blocking on a FIFO.
+// (os.Root), and without blocking on a FIFO. Errors name the full path, as
+// os.Open's do (os.Root's name only rel).
 func openReadOnly(dir, rel string) (*os.File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	return root.OpenFile(filepath.FromSlash(rel), os.O_RDONLY|openNonblock, 0)
+	f, err := root.OpenFile(filepath.FromSlash(rel), os.O_RDONLY|openNonblock, 0)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, filepath.FromSlash(rel)), Err: pe.Err}
+	}
+	return f, err
 }
