@@ -51,6 +51,9 @@ func watchCluster(ctx context.Context, cc *redis.ClusterClient, poll time.Durati
 }
 
 func slotMasters(ctx context.Context, cc *redis.ClusterClient) (map[string]string, error) {
+	// CLUSTER SHARDS, which go-redis prefers, needs Redis 7; CLUSTER SLOTS
+	// works on every cluster asynq runs on.
+	//lint:ignore SA1019 CLUSTER SLOTS is deprecated but not removed, and the only one Redis 6 has
 	slots, err := cc.ClusterSlots(ctx).Result()
 	if err != nil {
 		return nil, err
