@@ -521,15 +521,48 @@ func StartSyncdAs(t testing.TB, bin, cfgPath, logPath string, uid, gid uint32) *
 	return startSyncd(t, bin, cfgPath, logPath, &syscall.Credential{Uid: uid, Gid: gid})
 }
 
+// Bind is a bind mount for StartSyncdInNamespace: Source appears at Target.
+type Bind struct{ Source, Target string }
+
+// StartSyncdInNamespace is StartSyncd in a private mount namespace (unshare
+// -m --propagation private) where each bind is mounted before syncd starts:
+// several children then see different files at one path, as syncd on
+// separate hosts would. Files the test writes under a Source show at its
+// Target in that child only. It needs root and util-linux's unshare; the test
+// is skipped without them.
+func StartSyncdInNamespace(t testing.TB, bin, cfgPath, logPath string, binds ...Bind) *Proc {
+	t.Helper()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and unshare(1) to give each syncd its own mount namespace")
+	}
+	var script strings.Builder
+	args := []string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", "", "syncd"}
+	for i, b := range binds {
+		// Positional parameters keep the paths out of the shell's parsing.
+		fmt.Fprintf(&script, `mount --bind "$%d" "$%d" && `, 2*i+1, 2*i+2)
+		args = append(args, b.Source, b.Target)
+	}
+	script.WriteString(`exec "$0" --config "$SYNCD_TEST_CONFIG"`)
+	args[6] = script.String()
+	args[7] = bin
+	return startCmd(t, unshare, args, logPath, []string{"SYNCD_TEST_CONFIG=" + cfgPath}, nil)
+}
+
 func startSyncd(t testing.TB, bin, cfgPath, logPath string, cred *syscall.Credential) *Proc {
+	t.Helper()
+	return startCmd(t, bin, []string{"--config", cfgPath}, logPath, nil, cred)
+}
+
+func startCmd(t testing.TB, bin string, args []string, logPath string, env []string, cred *syscall.Credential) *Proc {
 	t.Helper()
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", cfgPath)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = append(os.Environ(), "SYNCD_TOKEN=", "SYNCD_REDIS_ADDR=")
+	cmd.Env = append(append(os.Environ(), "SYNCD_TOKEN=", "SYNCD_REDIS_ADDR="), env...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
