@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	_ "time/tzdata" // schedule.timezone works on hosts and images without a zoneinfo database
 
 	"go.yaml.in/yaml/v3"
 )
@@ -215,6 +216,17 @@ func (w Watch) UploadsMetafile() bool { return w.UploadMetafile == nil || *w.Upl
 // Schedule holds cron specs.
 type Schedule struct {
 	Republish string `yaml:"republish"`
+	// Timezone is the IANA zone the specs are read in (default UTC). Every
+	// node sharing a Redis must use the same one, or their ticks differ.
+	Timezone string `yaml:"timezone"`
+}
+
+// Location is the schedule's time zone.
+func (s Schedule) Location() (*time.Location, error) {
+	if s.Timezone == "" {
+		return time.UTC, nil
+	}
+	return time.LoadLocation(s.Timezone)
 }
 
 // Log configures zap.
@@ -263,6 +275,7 @@ func Default() *Config {
 		Upload:   Upload{Files: 2, Blocks: 8},
 		Cloud:    Cloud{Timeout: Duration(2 * time.Minute)},
 		Log:      Log{Level: "info", Format: "json"},
+		Schedule: Schedule{Timezone: "UTC"},
 	}
 }
 

@@ -250,6 +250,9 @@ func (c *Config) check(p *problems, use Use) {
 			p.add("schedule.republish", "%q: %v (use 5-field cron such as \"0 3 * * *\", or @every 1h; empty disables)", s, err)
 		}
 	}
+	if _, err := c.Schedule.Location(); err != nil {
+		p.add("schedule.timezone", "%q: %v (use an IANA zone name such as UTC or Europe/Athens)", c.Schedule.Timezone, err)
+	}
 
 	// log
 	checkOneOf(p, "log.level", c.Log.Level, "debug", "info", "warn", "error")

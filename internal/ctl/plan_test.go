@@ -28,7 +28,7 @@ type worker struct {
 func startWorker(t *testing.T, e *env) *worker {
 	w := &worker{fail: map[string]bool{}, runs: map[string]int{}}
 	srv := asynq.NewServerFromRedisClient(e.rdb, asynq.Config{
-		Concurrency: 4, Queues: map[string]int{jobs.QueueDefault: 1, jobs.UploadQueue("n1"): 1},
+		Concurrency: 4, Queues: map[string]int{jobs.QueueDefault: 1, jobs.UploadQueue("n1"): 1, jobs.NodeQueue("n1"): 1},
 		LogLevel: asynq.FatalLevel, ShutdownTimeout: time.Second, TaskCheckInterval: 20 * time.Millisecond,
 	})
 	require.NoError(t, srv.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
@@ -172,7 +172,7 @@ func TestPlan(t *testing.T) {
 		// Nothing was enqueued by plan.
 		_, err = e.insp.GetTaskInfo(jobs.UploadQueue("n1"), got["new.diskdump"].Upload.TaskID)
 		assert.ErrorIs(t, err, asynq.ErrTaskNotFound)
-		_, err = e.insp.GetTaskInfo(jobs.QueueDefault, got["tmpl/changed.diskdump"].Register.TaskID)
+		_, err = e.insp.GetTaskInfo(jobs.NodeQueue("n1"), got["tmpl/changed.diskdump"].Register.TaskID)
 		assert.ErrorIs(t, err, asynq.ErrTaskNotFound)
 	})
 }

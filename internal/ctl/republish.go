@@ -14,6 +14,7 @@ import (
 // `republish --json` prints a jobs.SweepReport:
 //
 //	{ "started_at": "…", "seconds": 0.4, "dry_run": true, "force": false,
+//	  "scope": "" (every root of this configuration) | "node" | "shared",
 //	  "user": "<account uuid>",
 //	  "images": [{"root", "rel_path", "path", "location": "pithos://…", "image_id",
 //	              "name", "public", "members": [..] | null,

@@ -130,7 +130,7 @@ func TestImagesAndRepublish(t *testing.T) {
 	e.runJSON(&rep, "republish")
 	gotRep = reportByRel(rep)
 	assert.Equal(t, 2, rep.Enqueued)
-	ti, err := e.insp.GetTaskInfo(jobs.QueueDefault, gotRep["sub/b.diskdump"].Task)
+	ti, err := e.insp.GetTaskInfo(jobs.NodeQueue("n1"), gotRep["sub/b.diskdump"].Task)
 	require.NoError(t, err)
 	assert.Equal(t, asynq.TaskStatePending, ti.State)
 	var p jobs.RegisterPayload

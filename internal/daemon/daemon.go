@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/jobs"
 	"github.com/imagesync/imagesync/internal/metrics"
+	"github.com/imagesync/imagesync/internal/nodes"
 	"github.com/imagesync/imagesync/internal/pithos"
 	"github.com/imagesync/imagesync/internal/redisconn"
 	"github.com/imagesync/imagesync/internal/watch"
@@ -105,8 +107,17 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("inspection cache: %w", err)
 	}
 	catalog := jobs.NewCatalog(cfg.Watch, cfg.Node)
+	loc, err := cfg.Schedule.Location()
+	if err != nil {
+		return fmt.Errorf("schedule.timezone: %w", err)
+	}
+	// This node's own queues first (only it can run their jobs), then the
+	// ones every node serves (see the queue table in jobs/tasks.go).
+	ownQueues := []string{jobs.UploadQueue(cfg.Node), jobs.NodeQueue(cfg.Node)}
 	uploadQueues := map[string]int{jobs.UploadQueue(cfg.Node): 2, jobs.QueueSharedUpload: 1}
-	allQueues := []string{jobs.UploadQueue(cfg.Node), jobs.QueueSharedUpload, jobs.QueueDefault}
+	generalQueues := map[string]int{jobs.NodeQueue(cfg.Node): 2, jobs.QueueDefault: 1}
+	anyNodeQueues := []string{jobs.QueueSharedUpload, jobs.QueueDefault}
+	allQueues := append(slices.Clone(ownQueues), anyNodeQueues...)
 	if err := enq.RegisterQueues(ctx, allQueues...); err != nil {
 		log.Warn("cannot list this node's queues for syncctl; they appear with their first task", zap.Error(err))
 	}
@@ -122,6 +133,7 @@ func Run(ctx context.Context, opts Options) error {
 	worker := jobs.NewWorker(jobs.Deps{
 		Session: session, Catalog: catalog, Enqueuer: enq, Cache: cache, Metrics: m, Log: log, Gate: gate, Redis: conn.Client,
 		Blocks: cfg.Upload.Blocks, HashWorkers: cfg.Upload.HashWorkers, Detector: detector,
+		Nodes: func(ctx context.Context) ([]string, error) { return nodes.Names(ctx, conn.Client, enq.Inspector()) },
 	})
 
 	// Two servers so that long uploads never starve registration/publishing.
@@ -140,13 +152,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	// A syncd of this host killed mid-job left its tasks "active": make them
 	// runnable now rather than after asynq's lease recovery (up to 2 min).
-	if n, err := jobs.ReclaimOrphans(ctx, conn.Client, enq.Inspector(), jobs.UploadQueue(cfg.Node)); err != nil {
+	if n, err := jobs.ReclaimOrphans(ctx, conn.Client, enq.Inspector(), ownQueues...); err != nil {
 		log.Warn("cannot reclaim the tasks of a crashed syncd; asynq recovers them within two minutes", zap.Error(err))
 	} else if n > 0 {
 		log.Info("reclaimed the tasks a crashed syncd on this host left running; they resume now", zap.Int("tasks", n))
 	}
 	uploads := asynq.NewServerFromRedisClient(enq.Waker.Client(conn.Client), serverCfg(cfg.Upload.Files, uploadQueues))
-	general := asynq.NewServerFromRedisClient(enq.Waker.Client(conn.Client), serverCfg(4, map[string]int{jobs.QueueDefault: 1}))
+	general := asynq.NewServerFromRedisClient(enq.Waker.Client(conn.Client), serverCfg(4, generalQueues))
 	if err := uploads.Start(worker.Handler()); err != nil {
 		return fmt.Errorf("start upload workers: %w", err)
 	}
@@ -184,7 +196,18 @@ func Run(ctx context.Context, opts Options) error {
 	defer stop()
 	var wg sync.WaitGroup
 	var ready atomic.Bool
-	wg.Add(2)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		nodes.Heartbeat(runCtx, conn.Client, nodes.Record{
+			Node: cfg.Node, Host: hostname(), PID: os.Getpid(), StartedAt: time.Now().UTC(),
+			Roots: nodes.RootsOf(cfg.Watch), Queues: allQueues, Republish: cfg.Schedule.Republish, Timezone: loc.String(),
+		}, nodes.HeartbeatInterval, log)
+	}()
+	go func() {
+		defer wg.Done()
+		requeueAbandoned(runCtx, conn, enq.Inspector(), anyNodeQueues, log)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := watcher.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -213,7 +236,7 @@ func Run(ctx context.Context, opts Options) error {
 		})
 	}()
 
-	sched, err := startSchedule(runCtx, cfg.Schedule.Republish, enq, log)
+	sched, err := startSchedule(runCtx, cfg.Schedule.Republish, loc, catalog, enq, log)
 	if err != nil {
 		return err
 	}
@@ -229,7 +252,7 @@ func Run(ctx context.Context, opts Options) error {
 		_ = httpSrv.Shutdown(sctx)
 	}()
 
-	log.Info("syncd running", zap.String("node", cfg.Node), zap.Int("watch_roots", len(cfg.Watch)),
+	log.Info("syncd running", zap.String("node", cfg.Node), zap.Int("watch_roots", len(cfg.Watch)), zap.Strings("queues", allQueues),
 		zap.String("metrics", "http://"+httpAddr+"/metrics"))
 	if opts.Ready != nil {
 		opts.Ready(Info{RedisAddr: conn.Addr, HTTPAddr: httpAddr, Node: cfg.Node})
@@ -242,6 +265,43 @@ func Run(ctx context.Context, opts Options) error {
 	general.Stop()
 	wg.Wait()
 	return nil
+}
+
+// requeueAbandoned puts back, every few seconds, the tasks of the queues
+// every node serves that a syncd which died (on any host) left running, so
+// that another node takes them within seconds (jobs.RequeueAbandoned).
+func requeueAbandoned(ctx context.Context, conn *redisconn.Conn, insp *asynq.Inspector, queues []string, log *zap.Logger) {
+	t := time.NewTicker(abandonedCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := jobs.RequeueAbandoned(ctx, conn.Client, insp, queues, abandonedAfter)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Debug("cannot check for tasks a dead syncd left running", zap.Error(err))
+		case n > 0:
+			log.Info("put back tasks a syncd that stopped heartbeating left running; another node runs them now", zap.Int("tasks", n))
+		}
+	}
+}
+
+// A live worker extends its tasks' leases every 5 s: a lease left alone
+// for abandonedAfter is a dead worker's.
+const (
+	abandonedCheckInterval = 5 * time.Second
+	abandonedAfter         = 15 * time.Second
+)
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
 }
 
 func serveHTTP(hc config.HTTP, m *metrics.Metrics, conn *redisconn.Conn, ready, authBroken *atomic.Bool, log *zap.Logger) (*http.Server, string, error) {

@@ -169,25 +169,24 @@ func rpSyncctlJSON(t *testing.T, cfgPath string, v any, args ...string) {
 	require.NoError(t, json.Unmarshal([]byte(out), v), "stdout: %s", out)
 }
 
-// rpEnqueueSweep enqueues an image:republish task exactly as the schedule
-// does for a tick, and returns its id.
-func rpEnqueueSweep(t *testing.T, rdb *redis.Client, node string, tick time.Time) string {
+// rpEnqueueSweep enqueues the image:republish task of node's roots exactly
+// as the schedule does for a tick, and returns it.
+func rpEnqueueSweep(t *testing.T, rdb *redis.Client, node string, tick time.Time) jobs.Request {
 	t.Helper()
-	p := jobs.RepublishPayload{V: jobs.PayloadVersion, Tick: tick.UTC().Format(time.RFC3339Nano)}
-	id := jobs.RepublishTaskID(p)
-	out, err := jobs.NewEnqueuer(rdb, node).Enqueue(context.Background(), jobs.Request{Type: jobs.TypeRepublish, ID: id, Queue: jobs.QueueDefault, Payload: p})
+	r := jobs.SweepRequest(jobs.RepublishPayload{V: jobs.PayloadVersion, Tick: tick.UTC().Format(time.RFC3339Nano), Scope: jobs.SweepNodeRoots, Node: node})
+	out, err := jobs.NewEnqueuer(rdb, node).Enqueue(context.Background(), r)
 	require.NoError(t, err)
 	require.Equal(t, jobs.Enqueued, out)
-	return id
+	return r
 }
 
 // rpSweepResult waits for a republish task to complete and decodes its report.
-func rpSweepResult(t *testing.T, insp *asynq.Inspector, id string) jobs.SweepReport {
+func rpSweepResult(t *testing.T, insp *asynq.Inspector, r jobs.Request) jobs.SweepReport {
 	t.Helper()
 	var ti *asynq.TaskInfo
-	eventually(t, 30*time.Second, "republish sweep "+id+" to complete", func() bool {
+	eventually(t, 30*time.Second, "republish sweep "+r.ID+" to complete", func() bool {
 		var err error
-		ti, err = insp.GetTaskInfo(jobs.QueueDefault, id)
+		ti, err = insp.GetTaskInfo(r.Queue, r.ID)
 		return err == nil && ti.State == asynq.TaskStateCompleted
 	})
 	var rep jobs.SweepReport
@@ -307,8 +306,7 @@ func TestTemplateEditRepublish(t *testing.T) {
 	writes0 := rec.count()
 
 	// The scheduled sweep (enqueued as the schedule does) runs in the daemon.
-	id := rpEnqueueSweep(t, rdb2, cfg2.Node, time.Now())
-	rep := rpSweepResult(t, insp2, id)
+	rep := rpSweepResult(t, insp2, rpEnqueueSweep(t, rdb2, cfg2.Node, time.Now()))
 	assert.False(t, rep.DryRun)
 	assert.Equal(t, len(affected), rep.Enqueued, "one re-registration per affected image")
 	got := rpSweepByRel(rep)
@@ -462,16 +460,18 @@ func TestRetryAfterFix(t *testing.T) {
 	assert.Empty(t, list.Tasks, "nothing left failed")
 }
 
-// TestScheduleOneSweepPerTick: two daemons' schedules on one Redis enqueue
-// each tick's sweep once (the task id is the tick's).
+// TestScheduleOneSweepPerTick: two daemons' schedules of one node on one
+// Redis enqueue each tick's sweep once (the task id is the tick's), and
+// the sweep of the shared roots once for both nodes.
 func TestScheduleOneSweepPerTick(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 
 	core, logs := observer.New(zap.InfoLevel)
 	log := zap.New(core)
+	roots := []config.Watch{{Dir: "/own", Container: "images"}, {Dir: "/shared", Container: "images", Shared: true}}
 	var scheds []*schedule
-	for range 2 {
-		s, err := startSchedule(context.Background(), "@every 1s", jobs.NewEnqueuer(rdb, "n"), log)
+	for _, node := range []string{"n", "n", "m"} {
+		s, err := startSchedule(context.Background(), "@every 1s", time.UTC, jobs.NewCatalog(roots, node), jobs.NewEnqueuer(rdb, node), log)
 		require.NoError(t, err)
 		scheds = append(scheds, s)
 	}
@@ -481,14 +481,20 @@ func TestScheduleOneSweepPerTick(t *testing.T) {
 	}
 
 	// No worker serves this Redis: every sweep enqueued is still pending.
-	pending, err := asynq.NewInspectorFromRedisClient(rdb).ListPendingTasks(jobs.QueueDefault, asynq.PageSize(100))
-	require.NoError(t, err)
-	ticks := map[string]int{}
-	for _, ti := range pending {
-		require.Equal(t, jobs.TypeRepublish, ti.Type)
-		var p jobs.RepublishPayload
-		require.NoError(t, json.Unmarshal(ti.Payload, &p))
-		ticks[p.Tick]++
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	ticks := map[string]map[string]int{} // tick → queue → sweeps
+	for _, q := range []string{jobs.NodeQueue("n"), jobs.NodeQueue("m"), jobs.QueueDefault} {
+		pending, err := insp.ListPendingTasks(q, asynq.PageSize(100))
+		require.NoError(t, err)
+		for _, ti := range pending {
+			require.Equal(t, jobs.TypeRepublish, ti.Type)
+			var p jobs.RepublishPayload
+			require.NoError(t, json.Unmarshal(ti.Payload, &p))
+			if ticks[p.Tick] == nil {
+				ticks[p.Tick] = map[string]int{}
+			}
+			ticks[p.Tick][q]++
+		}
 	}
 	assert.GreaterOrEqual(t, len(ticks), 2, "ticks: %v", ticks)
 	enqueued, queued := map[string]int{}, 0
@@ -504,10 +510,13 @@ func TestScheduleOneSweepPerTick(t *testing.T) {
 			t.Errorf("tick %s: outcome %v", tick, m["outcome"])
 		}
 	}
-	for tick, n := range ticks {
-		assert.Equal(t, 1, n, "tick %s has one sweep task", tick)
-		assert.Equal(t, 1, enqueued[tick], "tick %s enqueued once", tick)
+	for tick, byQueue := range ticks {
+		assert.Equal(t, map[string]int{jobs.NodeQueue("n"): 1, jobs.NodeQueue("m"): 1, jobs.QueueDefault: 1}, byQueue, "tick %s", tick)
+		assert.Equal(t, 3, enqueued[tick], "tick %s: three sweeps enqueued once each", tick)
+		parsed, err := time.Parse(time.RFC3339Nano, tick)
+		require.NoError(t, err)
+		assert.Zero(t, parsed.Nanosecond(), "tick %s is on a whole second", tick)
 	}
 	assert.Len(t, enqueued, len(ticks))
-	assert.Positive(t, queued, "the second schedule found its ticks already queued")
+	assert.Positive(t, queued, "the second schedule of node n found its ticks already queued")
 }

@@ -44,6 +44,9 @@ func NewCatalog(roots []config.Watch, node string) *Catalog {
 // Roots returns the watch entries.
 func (c *Catalog) Roots() []config.Watch { return c.roots }
 
+// Node is the name of the node this catalog describes.
+func (c *Catalog) Node() string { return c.node }
+
 // Root finds the watch entry configured with dir.
 func (c *Catalog) Root(dir string) (config.Watch, error) {
 	for _, w := range c.roots {
@@ -54,7 +57,8 @@ func (c *Catalog) Root(dir string) (config.Watch, error) {
 	return config.Watch{}, permanent(fmt.Errorf("watch root %q is not in this node's configuration", dir))
 }
 
-// Ref names an image's remote object: <container>/<prefix>/<relPath>.
+// Ref names an image's remote object, <container>/<prefix>/<relPath>, and
+// the node whose file it is ("" for a shared root).
 func (c *Catalog) Ref(rootDir, rel string) (ImageRef, error) {
 	w, err := c.Root(rootDir)
 	if err != nil {
@@ -64,15 +68,40 @@ func (c *Catalog) Ref(rootDir, rel string) (ImageRef, error) {
 	if err := loc.Validate(); err != nil {
 		return ImageRef{}, permanent(fmt.Errorf("image %s: %w", rel, err))
 	}
-	return ImageRef{Root: w.Dir, RelPath: rel, Container: loc.Container, Object: loc.Object}, nil
+	ref := ImageRef{Root: w.Dir, RelPath: rel, Container: loc.Container, Object: loc.Object}
+	if w.Shared {
+		ref.Shared = true
+	} else {
+		ref.Node = c.node
+	}
+	return ref, nil
 }
 
-// uploadQueue is this node's queue, or the shared one for shared roots.
+// uploadQueue is this node's upload queue, or the shared one for shared roots.
 func (c *Catalog) uploadQueue(w config.Watch) string {
 	if w.Shared {
 		return QueueSharedUpload
 	}
 	return UploadQueue(c.node)
+}
+
+// localQueue is where the other jobs that read root w's files go: this
+// node's queue, or default (any node) for a shared root.
+func (c *Catalog) localQueue(w config.Watch) string {
+	if w.Shared {
+		return QueueDefault
+	}
+	return NodeQueue(c.node)
+}
+
+// identity is what names f's content in task ids. On a shared root the
+// device number is left out: every host mounting the storage numbers it
+// differently, and the nodes must agree on the ids to do the work once.
+func (c *Catalog) identity(f FileFacts) FileFacts {
+	if w, err := c.Root(f.Root); err == nil && w.Shared {
+		f.Dev = 0
+	}
+	return f
 }
 
 // UploadRequest builds the upload task for a settled file.
@@ -82,6 +111,7 @@ func (c *Catalog) UploadRequest(f FileFacts, force bool) (Request, error) {
 		return Request{}, err
 	}
 	w, _ := c.Root(f.Root)
+	f = c.identity(f)
 	p := UploadPayload{V: PayloadVersion, ImageRef: ref, Size: f.Size, MtimeNs: f.ModTime.UnixNano(), Dev: f.Dev, Inode: f.Inode, Force: force}
 	return Request{
 		Type: TypeUpload, ID: UploadTaskID(p), Queue: c.uploadQueue(w), Payload: p, Replace: force,
@@ -101,10 +131,12 @@ func (c *Catalog) RegisterRequest(f FileFacts, objectHash, objectUUID, reason st
 	if err != nil {
 		return Request{}, err
 	}
+	w, _ := c.Root(f.Root)
+	f = c.identity(f)
 	p := RegisterPayload{V: PayloadVersion, ImageRef: ref, File: fileFingerprint(f), ObjectHash: objectHash, ObjectUUID: objectUUID, MetaFingerprint: fp, Force: force, Reason: reason}
 	return Request{
-		Type: TypeRegister, ID: RegisterTaskID(p), Queue: QueueDefault, Payload: p, Replace: force,
-		Opts: []asynq.Option{asynq.Timeout(10 * time.Minute), asynq.MaxRetry(12)},
+		Type: TypeRegister, ID: RegisterTaskID(p), Queue: c.localQueue(w), Payload: p, Replace: force,
+		Opts: taskOptions(TypeRegister),
 	}, nil
 }
 
@@ -113,7 +145,7 @@ func PublishRequest(ref ImageRef, imageID string, public bool, members []string,
 	p := PublishPayload{V: PayloadVersion, ImageRef: ref, ImageID: imageID, Public: public, Members: members, After: after}
 	return Request{
 		Type: TypePublish, ID: PublishTaskID(p), Queue: QueueDefault, Payload: p,
-		Opts: []asynq.Option{asynq.Timeout(5 * time.Minute), asynq.MaxRetry(12)},
+		Opts: taskOptions(TypePublish),
 	}
 }
 
@@ -124,11 +156,56 @@ func (c *Catalog) UnregisterRequest(rootDir, rel string, removedAt time.Time) (R
 	if err != nil {
 		return Request{}, err
 	}
+	w, _ := c.Root(rootDir)
 	p := UnregisterPayload{V: PayloadVersion, ImageRef: ref, RemovedAt: removedAt.UTC().Format(time.RFC3339Nano)}
 	return Request{
-		Type: TypeUnregister, ID: UnregisterTaskID(p), Queue: QueueDefault, Payload: p,
-		Opts: []asynq.Option{asynq.Timeout(5 * time.Minute), asynq.MaxRetry(12)},
+		Type: TypeUnregister, ID: UnregisterTaskID(p), Queue: c.localQueue(w), Payload: p,
+		Opts: taskOptions(TypeUnregister),
 	}, nil
+}
+
+// SweepRequests builds the republish sweeps of one schedule tick that this
+// node enqueues: one of its own roots on its queue, and one of the shared
+// roots on default. Every node enqueues the shared one with the same id, so
+// the shared roots are swept once per tick.
+func (c *Catalog) SweepRequests(tick time.Time) []Request {
+	var own, shared bool
+	for _, w := range c.roots {
+		own = own || !w.Shared
+		shared = shared || w.Shared
+	}
+	var out []Request
+	if own {
+		out = append(out, SweepRequest(RepublishPayload{V: PayloadVersion, Tick: tick.UTC().Format(time.RFC3339Nano), Scope: SweepNodeRoots, Node: c.node}))
+	}
+	if shared {
+		out = append(out, SweepRequest(RepublishPayload{V: PayloadVersion, Tick: tick.UTC().Format(time.RFC3339Nano), Scope: SweepSharedRoots}))
+	}
+	return out
+}
+
+// SweepRequest builds the task of one republish sweep, on the queue its
+// scope belongs to.
+func SweepRequest(p RepublishPayload) Request {
+	q := QueueDefault
+	if p.Scope == SweepNodeRoots {
+		q = NodeQueue(p.Node)
+	}
+	return Request{Type: TypeRepublish, ID: RepublishTaskID(p), Queue: q, Payload: p, Opts: taskOptions(TypeRepublish)}
+}
+
+// taskOptions are the timeout and retries of the task types other than
+// upload (whose timeout scales with the file; see UploadRequest).
+func taskOptions(typ string) []asynq.Option {
+	switch typ {
+	case TypeRegister:
+		return []asynq.Option{asynq.Timeout(10 * time.Minute), asynq.MaxRetry(12)}
+	case TypeRepublish:
+		// asynq's defaults: a sweep is cheap to repeat.
+		return nil
+	default:
+		return []asynq.Option{asynq.Timeout(5 * time.Minute), asynq.MaxRetry(12)}
+	}
 }
 
 // MetaFingerprint hashes everything the desired metadata of ref is built

@@ -42,15 +42,45 @@ func (w *Worker) handlePublish(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// handleRepublish runs the republish sweep and stores its report as the
-// task's result.
+// handleRepublish runs the republish sweep of its scope and stores its
+// report as the task's result. A node's sweep runs on that node; the sweep
+// of an older syncd, which covered every root of whichever node took it, is
+// split into one sweep per known node and one of the shared roots.
 func (w *Worker) handleRepublish(ctx context.Context, t *asynq.Task) error {
 	var p RepublishPayload
 	if err := Decode(t.Payload(), &p, func(p *RepublishPayload) int { return p.V }); err != nil {
 		return err
 	}
+	log := Logger(ctx, w.d.Log).With(zap.String("tick", p.Tick), zap.String("scope", scopeName(p.Scope)))
+	me := w.d.Catalog.Node()
+	switch {
+	case p.Scope == SweepAllRoots:
+		nodes, err := w.knownNodes(ctx)
+		if err != nil {
+			return fmt.Errorf("republish sweep: listing the nodes: %w", err)
+		}
+		reqs := []Request{SweepRequest(RepublishPayload{V: PayloadVersion, Force: p.Force, DryRun: p.DryRun, Tick: p.Tick, Scope: SweepSharedRoots})}
+		for _, n := range nodes {
+			reqs = append(reqs, SweepRequest(RepublishPayload{V: PayloadVersion, Force: p.Force, DryRun: p.DryRun, Tick: p.Tick, Scope: SweepNodeRoots, Node: n}))
+		}
+		for _, r := range reqs {
+			out, err := w.d.Enqueuer.Enqueue(ctx, r)
+			if err != nil {
+				return fmt.Errorf("republish sweep: %w", err)
+			}
+			log.Info("sweep of an older syncd split per node", zap.String("to", r.Queue), zap.String("task", r.ID), zap.String("outcome", string(out)))
+		}
+		return nil
+	case p.Scope == SweepNodeRoots && p.Node != me:
+		out, err := w.d.Enqueuer.Enqueue(ctx, SweepRequest(p))
+		if err != nil {
+			return fmt.Errorf("republish sweep: forwarding to node %s: %w", p.Node, err)
+		}
+		log.Info("task forwarded", zap.String("to", NodeQueue(p.Node)), zap.String("outcome", string(out)))
+		return nil
+	}
 	rep, err := Sweep(ctx, SweepDeps{Catalog: w.d.Catalog, Session: w.d.Session, Enqueuer: w.d.Enqueuer,
-		Log: Logger(ctx, w.d.Log), Now: w.d.Now, Detector: w.d.Detector}, SweepOptions{Force: p.Force, DryRun: p.DryRun})
+		Log: log, Now: w.d.Now, Detector: w.d.Detector}, SweepOptions{Force: p.Force, DryRun: p.DryRun, Scope: p.Scope})
 	if err != nil {
 		return asJobError("republish sweep", err)
 	}

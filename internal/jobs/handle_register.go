@@ -32,6 +32,9 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	log := Logger(ctx, w.d.Log).With(zap.String("path", p.RelPath), zap.String("object", p.Location()))
 	pw := newProgressWriter(resultWriter(t), Progress{Phase: PhaseRegistering, Path: p.RelPath, Object: p.Location()})
 	what := "register " + p.RelPath
+	if out, err := w.route(ctx, t, p.ImageRef, pw, func() (bool, string) { return w.hasFile(p) }); out != runHere {
+		return err
+	}
 
 	mtime, err := fileMtime(p.File)
 	if err != nil {

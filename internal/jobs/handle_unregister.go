@@ -28,6 +28,9 @@ func (w *Worker) handleUnregister(ctx context.Context, t *asynq.Task) error {
 	log := Logger(ctx, w.d.Log).With(zap.String("path", p.RelPath), zap.String("object", p.Location()))
 	pw := newProgressWriter(resultWriter(t), Progress{Phase: PhaseUnregistering, Path: p.RelPath, Object: p.Location()})
 	what := "unregister " + p.RelPath
+	if out, err := w.route(ctx, t, p.ImageRef, pw, func() (bool, string) { return w.mayUnregister(p.ImageRef) }); out != runHere {
+		return err
+	}
 
 	abs := filepath.Join(p.Root, filepath.FromSlash(p.RelPath))
 	if _, err := os.Stat(abs); err == nil {

@@ -29,6 +29,10 @@ type Deps struct {
 	Redis       redis.UniversalClient
 	Blocks      int
 	HashWorkers int
+	// Nodes lists the nodes known to this Redis (see internal/nodes); the
+	// tasks of an older syncd that did not say which node has their files
+	// are forwarded to all of them. nil: only this node.
+	Nodes func(context.Context) ([]string, error)
 	// Now is the clock for metadata placeholders ({{.Date}} falls back to it).
 	Now func() time.Time
 	// Detector inspects image files (once per content, with its cache);

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ type pipeline struct {
 	insp    *asynq.Inspector
 	rdb     *redis.Client
 	metrics *metrics.Metrics
+	// nodes is what Deps.Nodes answers (nil: nothing but this node).
+	nodes atomic.Pointer[[]string]
 }
 
 func newPipeline(t *testing.T, sc sandbox.Config, token string, w config.Watch) *pipeline {
@@ -89,13 +92,19 @@ func newPipelineWith(t *testing.T, o pipelineOptions) *pipeline {
 	}
 	session := cloud.New(cloud.Options{AuthURL: c.AuthURL, Token: token, Logger: log})
 	p.session = session
-	queues := []string{UploadQueue("n1"), QueueSharedUpload, QueueDefault}
+	queues := []string{UploadQueue("n1"), NodeQueue("n1"), QueueSharedUpload, QueueDefault}
 	gate := NewAuthGate(rdb, p.insp, queues, log, session.Invalidate)
 	cache, err := pithos.OpenHashmapCache(filepath.Join(t.TempDir(), "cache"))
 	require.NoError(t, err)
-	w2 := NewWorker(Deps{Session: session, Catalog: p.catalog, Enqueuer: p.enq, Cache: cache, Log: log, Gate: gate, Redis: rdb, Blocks: 4, Metrics: p.metrics})
+	w2 := NewWorker(Deps{Session: session, Catalog: p.catalog, Enqueuer: p.enq, Cache: cache, Log: log, Gate: gate, Redis: rdb, Blocks: 4, Metrics: p.metrics,
+		Nodes: func(context.Context) ([]string, error) {
+			if n := p.nodes.Load(); n != nil {
+				return *n, nil
+			}
+			return nil, nil
+		}})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, QueueDefault: 1},
+		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, NodeQueue("n1"): 1, QueueDefault: 1},
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 		IsFailure:      IsFailure, LogLevel: asynq.FatalLevel,
 	})
@@ -199,7 +208,7 @@ func TestRegistrationQueuedBeforeTheUploadDoesNotSwallowTheUploadsOwn(t *testing
 
 	early, err := p.catalog.RegisterRequest(f, "", "", "metafile", false)
 	require.Equal(t, Enqueued, p.enqueue(early, err))
-	info := p.wait(QueueDefault, early.ID, asynq.TaskStateCompleted)
+	info := p.wait(early.Queue, early.ID, asynq.TaskStateCompleted)
 	prog, _ := DecodeProgress(info.Result)
 	require.Contains(t, prog.Note, "not uploaded yet")
 	require.Nil(t, p.image("One"))
@@ -244,7 +253,7 @@ func TestPermanentFailuresAreArchivedWithAnActionableMessage(t *testing.T) {
 				p.wait(up.Queue, up.ID, asynq.TaskStateCompleted)
 				reg, err := p.catalog.RegisterRequest(f, hashOf(p, "bad.diskdump"), "", "upload", false)
 				require.NoError(p.t, err)
-				return QueueDefault, reg.ID
+				return reg.Queue, reg.ID
 			},
 			want: []string{"bad.diskdump.meta:3:18", "invalid JSON", "fix the metafile"},
 		},
@@ -258,7 +267,7 @@ func TestPermanentFailuresAreArchivedWithAnActionableMessage(t *testing.T) {
 				p.wait(up.Queue, up.ID, asynq.TaskStateCompleted)
 				reg, err := p.catalog.RegisterRequest(f, hashOf(p, "fmt.diskdump"), "", "upload", false)
 				require.NoError(p.t, err)
-				return QueueDefault, reg.ID
+				return reg.Queue, reg.ID
 			},
 			want: []string{"qcow2", "diskdump"},
 		},
@@ -328,7 +337,7 @@ func TestUnregisterARemovedImageKeepsItsObject(t *testing.T) {
 	require.NoError(t, os.Remove(f.AbsPath))
 	req, err := p.catalog.UnregisterRequest(f.Root, f.RelPath, time.Now())
 	p.enqueue(req, err)
-	p.wait(QueueDefault, req.ID, asynq.TaskStateCompleted)
+	p.wait(req.Queue, req.ID, asynq.TaskStateCompleted)
 	require.Nil(t, p.image("gone.diskdump"), "unregistered")
 	_, err = p.state.Pithos.ObjectInfo(p.ctx, "images", "gone.diskdump", nil)
 	require.NoError(t, err, "the object stays")
@@ -336,7 +345,7 @@ func TestUnregisterARemovedImageKeepsItsObject(t *testing.T) {
 	// A file that is back by the time the task runs keeps its image.
 	req, err = p.catalog.UnregisterRequest(back.Root, back.RelPath, time.Now())
 	p.enqueue(req, err)
-	info := p.wait(QueueDefault, req.ID, asynq.TaskStateCompleted)
+	info := p.wait(req.Queue, req.ID, asynq.TaskStateCompleted)
 	prog, _ := DecodeProgress(info.Result)
 	require.Contains(t, prog.Note, "the file is back")
 	require.NotNil(t, p.image("back.diskdump"))

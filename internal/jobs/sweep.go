@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/imagesync/imagesync/internal/cloud"
+	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/image"
 	"github.com/imagesync/imagesync/internal/inspect"
 	"github.com/imagesync/imagesync/internal/location"
@@ -46,6 +47,21 @@ type SweepOptions struct {
 	// as image.ListOptions does a listing; Owner is ignored. An image not
 	// registered yet is matched by its desired name and its file's size.
 	List image.ListOptions
+	// Scope limits the sweep to this node's own roots or to the shared
+	// ones; SweepAllRoots (the default) sweeps every configured root.
+	Scope SweepScope
+}
+
+// inScope reports whether the sweep covers root w.
+func (o SweepOptions) inScope(w config.Watch) bool {
+	switch o.Scope {
+	case SweepNodeRoots:
+		return !w.Shared
+	case SweepSharedRoots:
+		return w.Shared
+	default:
+		return true
+	}
 }
 
 // SweepState is an image's state as the sweep found it.
@@ -86,7 +102,8 @@ type SweepReport struct {
 	Seconds   float64            `json:"seconds"`
 	DryRun    bool               `json:"dry_run"`
 	Force     bool               `json:"force"`
-	User      string             `json:"user"` // the account the images belong to
+	Scope     SweepScope         `json:"scope"` // "" (every root), "node" or "shared"
+	User      string             `json:"user"`  // the account the images belong to
 	Images    []SweepImage       `json:"images"`
 	Problems  []string           `json:"problems"` // unreadable entries under the roots
 	Counts    map[SweepState]int `json:"counts"`
@@ -115,19 +132,30 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 	if err := opts.List.Validate(); err != nil {
 		return nil, &ListOptionsError{Err: err}
 	}
-	rep := &SweepReport{StartedAt: d.Now().UTC(), DryRun: opts.DryRun, Force: opts.Force,
+	rep := &SweepReport{StartedAt: d.Now().UTC(), DryRun: opts.DryRun, Force: opts.Force, Scope: opts.Scope,
 		Images: []SweepImage{}, Problems: []string{}, Counts: map[SweepState]int{}}
+	var roots []config.Watch
+	for _, w := range d.Catalog.Roots() {
+		if opts.inScope(w) {
+			roots = append(roots, w)
+		}
+	}
 	scan := d.Scan
 	if scan == nil {
-		scan = func(ctx context.Context) (*ScanResult, error) { return Scan(ctx, d.Catalog.Roots()) }
+		scan = func(ctx context.Context) (*ScanResult, error) { return Scan(ctx, roots) }
 	}
 	files, err := scan(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range files.Problems {
-		rep.Problems = append(rep.Problems, p.Error())
+		if slices.ContainsFunc(roots, func(w config.Watch) bool { return w.Dir == p.Root }) {
+			rep.Problems = append(rep.Problems, p.Error())
+		}
 	}
+	files.Images = slices.DeleteFunc(files.Images, func(f FileFacts) bool {
+		return !slices.ContainsFunc(roots, func(w config.Watch) bool { return w.Dir == f.Root })
+	})
 	st, err := d.Session.Get(ctx)
 	if err != nil {
 		return nil, err // the cloud's own message says what failed
@@ -163,7 +191,7 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 		}
 		listed = append(listed, img)
 	}
-	for _, o := range orphans(d.Catalog, byLoc, seen) {
+	for _, o := range orphans(roots, byLoc, seen) {
 		rep.Images = append(rep.Images, o)
 		loc, _ := location.Parse(o.Location)
 		listed = append(listed, byLoc[loc])
@@ -177,7 +205,7 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 		}
 	}
 	rep.Seconds = d.Now().Sub(rep.StartedAt).Seconds()
-	d.Log.Info("republish sweep done", zap.Bool("dry_run", opts.DryRun), zap.Bool("force", opts.Force),
+	d.Log.Info("republish sweep done", zap.Bool("dry_run", opts.DryRun), zap.Bool("force", opts.Force), zap.String("scope", scopeName(opts.Scope)),
 		zap.Int("images", len(rep.Images)), zap.Int("drifted", rep.Counts[SweepDrifted]),
 		zap.Int("unregistered", rep.Counts[SweepUnregistered]), zap.Int("errors", rep.Counts[SweepError]),
 		zap.Int("enqueued", rep.Enqueued))
@@ -325,13 +353,13 @@ func enqueueUpload(ctx context.Context, d SweepDeps, f FileFacts, opts SweepOpti
 
 // orphans are registered images under a watch root's remote folder whose
 // local file is gone. The sweep reports them and leaves them alone.
-func orphans(c *Catalog, byLoc map[location.Location]*image.Image, seen map[location.Location]bool) []SweepImage {
+func orphans(roots []config.Watch, byLoc map[location.Location]*image.Image, seen map[location.Location]bool) []SweepImage {
 	var out []SweepImage
 	for loc, img := range byLoc {
 		if seen[loc] {
 			continue
 		}
-		for _, w := range c.Roots() {
+		for _, w := range roots {
 			prefix := strings.Trim(w.Prefix, "/")
 			if loc.Container != w.Container || (prefix != "" && !strings.HasPrefix(loc.Object, prefix+"/")) {
 				continue
@@ -394,4 +422,11 @@ func DesiredMetadata(c *Catalog, ref ImageRef, mtime time.Time, detected *inspec
 		return nil, err
 	}
 	return r, nil
+}
+
+func scopeName(s SweepScope) string {
+	if s == SweepAllRoots {
+		return "all"
+	}
+	return string(s)
 }

@@ -177,7 +177,7 @@ func TestSweepFindsTheDriftedImage(t *testing.T) {
 	assert.Equal(t, 1, rep.Enqueued)
 	assert.Equal(t, string(Enqueued), byRel(rep)["sub/b.diskdump"].Outcome)
 	assert.Equal(t, []string{wantReg.ID}, e.tasks())
-	ti, err := e.insp.GetTaskInfo(QueueDefault, wantReg.ID)
+	ti, err := e.insp.GetTaskInfo(wantReg.Queue, wantReg.ID)
 	require.NoError(t, err)
 	assert.Equal(t, TypeRegister, ti.Type)
 	var p RegisterPayload

@@ -23,16 +23,46 @@ const (
 	TypeUnregister = "image:unregister"
 )
 
-// Queues. Uploads need the file, so they run on the node that has it
-// (UploadQueue(node)) unless the watch root is shared by every node.
+// Queues. A job that reads a node's files (the image, its metafiles and
+// templates) runs on that node: several nodes often watch the same path with
+// different content there, so on any other node it would read the wrong
+// files. Jobs of shared roots (storage every node reads) and jobs that need
+// nothing but their payload run on any node.
+//
+//	upload:<node>  uploads from <node>'s own roots          (served by <node>)
+//	node:<node>    register, unregister and the sweep of
+//	               <node>'s own roots                        (served by <node>)
+//	upload         uploads from shared roots                 (served by every node)
+//	default        publish; register, unregister and the
+//	               sweep of shared roots                     (served by every node)
+//
+// syncd before issue 11 put every register, unregister and sweep on
+// default; a task like that is recognised by its payload (no "node" for a
+// root that is not shared here) and forwarded (see route.go).
 const (
 	QueueDefault      = "default"
 	QueueSharedUpload = "upload"
 	uploadQueuePrefix = "upload:"
+	nodeQueuePrefix   = "node:"
 )
 
 // UploadQueue is the per-node upload queue.
 func UploadQueue(node string) string { return uploadQueuePrefix + node }
+
+// NodeQueue is the per-node queue of the jobs other than uploads that read
+// the node's files.
+func NodeQueue(node string) string { return nodeQueuePrefix + node }
+
+// QueueNode returns the node a per-node queue belongs to; ok is false for
+// the queues every node serves.
+func QueueNode(queue string) (node string, ok bool) {
+	for _, prefix := range []string{uploadQueuePrefix, nodeQueuePrefix} {
+		if n, found := strings.CutPrefix(queue, prefix); found && n != "" {
+			return n, true
+		}
+	}
+	return "", false
+}
 
 // PayloadVersion is bumped when a payload changes incompatibly; handlers
 // reject versions they do not know with a permanent error.
@@ -45,6 +75,11 @@ type ImageRef struct {
 	RelPath   string `json:"rel_path"` // '/'-separated, relative to Root
 	Container string `json:"container"`
 	Object    string `json:"object"`
+	// Node is the node whose files these are, and Shared is set instead
+	// for a shared root (any node reads it). A task queued by a syncd older
+	// than issue 11 has neither.
+	Node   string `json:"node,omitempty"`
+	Shared bool   `json:"shared,omitempty"`
 }
 
 // Location renders "/container/object" for logs and ids.
@@ -109,7 +144,23 @@ type RepublishPayload struct {
 	Force  bool   `json:"force,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
 	Tick   string `json:"tick,omitempty"` // the schedule tick or "manual-<time>"
+	// Scope is which roots the sweep covers: SweepNodeRoots (Node's own) or
+	// SweepSharedRoots. "" (a syncd older than issue 11) means every node's
+	// roots: such a task is split into one sweep per node and one of the
+	// shared roots.
+	Scope SweepScope `json:"scope,omitempty"`
+	Node  string     `json:"node,omitempty"`
 }
+
+// SweepScope selects the watch roots a sweep covers.
+type SweepScope string
+
+// Sweep scopes.
+const (
+	SweepAllRoots    SweepScope = ""       // every root of this node's configuration
+	SweepNodeRoots   SweepScope = "node"   // the roots that are not shared
+	SweepSharedRoots SweepScope = "shared" // the shared roots
+)
 
 func fingerprint(parts ...string) string {
 	h := sha256.New()
@@ -146,8 +197,12 @@ func UnregisterTaskID(p UnregisterPayload) string {
 }
 
 // RepublishTaskID identifies one sweep per schedule tick across all daemons.
+// A node's sweep of one tick is one task however many daemons enqueue it.
 func RepublishTaskID(p RepublishPayload) string {
-	return "republish:" + fingerprint(p.Tick, fmt.Sprint(p.Force, p.DryRun))
+	if p.Scope == SweepAllRoots {
+		return "republish:" + fingerprint(p.Tick, fmt.Sprint(p.Force, p.DryRun))
+	}
+	return "republish:" + fingerprint(p.Tick, fmt.Sprint(p.Force, p.DryRun), string(p.Scope), p.Node)
 }
 
 // Decode parses a payload and checks its version.

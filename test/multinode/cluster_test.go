@@ -38,7 +38,7 @@ const blockSize = 64 << 10
 // node watches the same private path (mount), where it sees its own
 // directory (node.src), and one shared root that all nodes read.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	cloud  *sandboxtest.Cloud
 	redis  *redistest.Server
@@ -57,7 +57,7 @@ type node struct {
 	proc    *daemontest.Proc
 }
 
-func newCluster(t *testing.T, cloud *sandboxtest.Cloud, names ...string) *cluster {
+func newCluster(t testing.TB, cloud *sandboxtest.Cloud, names ...string) *cluster {
 	t.Helper()
 	base := t.TempDir()
 	c := &cluster{
@@ -199,6 +199,6 @@ func (c *cluster) syncctlJSON(name string, v any, args ...string) {
 	require.NoError(c.t, json.Unmarshal([]byte(out), v), out)
 }
 
-func newCloud(t *testing.T) *sandboxtest.Cloud {
+func newCloud(t testing.TB) *sandboxtest.Cloud {
 	return daemontest.StartCloud(t, sandbox.Config{BlockSize: blockSize})
 }

@@ -46,7 +46,7 @@ func TestNodesRegisterTheirOwnImages(t *testing.T) {
 }
 
 // idle reports whether no task is waiting or running in any queue.
-func idle(t *testing.T, c *cluster) bool {
+func idle(t testing.TB, c *cluster) bool {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: c.redis.Addr})
 	defer insp.Close()
 	for _, s := range []string{daemontest.StatePending, daemontest.StateActive, daemontest.StateScheduled, daemontest.StateRetry} {
