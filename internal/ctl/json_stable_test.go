@@ -17,8 +17,8 @@ func TestJSONIsStable(t *testing.T) {
 		t.Run("empty queue", func(t *testing.T) {
 			var status map[string]any
 			e.runJSON(&status, "status")
-			assert.Len(t, status["queues"], 3, "the known queues are listed even when empty")
-			for _, k := range []string{"active", "failures", "workers", "skipped", "quota_unreadable"} {
+			assert.Len(t, status["queues"], 4, "the known queues are listed even when empty")
+			for _, k := range []string{"active", "failures", "workers", "skipped", "quota_unreadable", "down_nodes"} {
 				assert.Equal(t, []any{}, status[k], "status %s", k)
 			}
 			for _, k := range keys(t, status["totals"]) {

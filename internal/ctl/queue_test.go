@@ -138,7 +138,7 @@ func TestQueueCommands(t *testing.T) {
 			assert.NotContains(t, out, e.token)
 			var raw map[string]any
 			require.NoError(t, json.Unmarshal([]byte(out), &raw))
-			assert.Equal(t, sorted("time", "redis", "node", "auth_paused", "queues", "totals", "workers", "active", "failures", "skipped", "deploy_warnings", "quota_unreadable"), keys(t, raw))
+			assert.Equal(t, sorted("time", "redis", "node", "auth_paused", "down_nodes", "queues", "totals", "workers", "active", "failures", "skipped", "deploy_warnings", "quota_unreadable"), keys(t, raw))
 			counts := sorted("pending", "active", "scheduled", "retry", "archived", "completed", "processed_today", "failed_today")
 			assert.Equal(t, counts, keys(t, raw["totals"]))
 			q0 := raw["queues"].([]any)[0]
@@ -158,7 +158,7 @@ func TestQueueCommands(t *testing.T) {
 			for _, q := range doc.Queues {
 				names = append(names, q.Queue)
 			}
-			assert.Equal(t, []string{"default", "upload", "upload:n1"}, names)
+			assert.Equal(t, []string{"default", "node:n1", "upload", "upload:n1"}, names)
 			assert.Equal(t, Counts{Pending: 1, Active: 1, Scheduled: 1, Retry: 1, Archived: 2, Completed: 1,
 				ProcessedToday: doc.Totals.ProcessedToday, FailedToday: doc.Totals.FailedToday}, doc.Totals)
 			assert.GreaterOrEqual(t, doc.Totals.FailedToday, 3)

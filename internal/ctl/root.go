@@ -175,6 +175,7 @@ Exit codes: 0 ok, 1 failure, 2 usage.`,
 		a.imagesCommand(),
 		a.verifyCommand(),
 		a.downloadCommand(),
+		a.nodesCommand(),
 	)
 	return root
 }
@@ -295,7 +296,7 @@ func (a *app) queues(cmd *cobra.Command) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing queues: %w", err)
 	}
-	qs := append(known, jobs.QueueDefault, jobs.QueueSharedUpload, jobs.UploadQueue(a.cfg.Node))
+	qs := append(known, jobs.QueueDefault, jobs.QueueSharedUpload, jobs.UploadQueue(a.cfg.Node), jobs.NodeQueue(a.cfg.Node))
 	slices.Sort(qs)
 	return slices.Compact(qs), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagesync/imagesync/internal/jobs"
+	"github.com/imagesync/imagesync/internal/nodes"
 )
 
 // StatusDoc is `status --json` (with --watch, one compact document per line
@@ -23,6 +24,8 @@ import (
 //	{
 //	  "time": "…", "redis": "127.0.0.1:6390", "node": "build-host-1",
 //	  "auth_paused": "" | "<the 401 that paused the queues>",
+//	  "down_nodes": [{"node": "build-2", "last_seen": "…" | null,
+//	                  "waiting": {"uploads": 12, "other": 3}}],   // nodes down with work waiting
 //	  "queues": [{"queue": "default", "paused": false, "pending": 0, "active": 0,
 //	              "scheduled": 0, "retry": 0, "archived": 0, "completed": 0,
 //	              "processed_today": 0, "failed_today": 0, "latency_seconds": 0}],
@@ -42,6 +45,7 @@ type StatusDoc struct {
 	Redis      string        `json:"redis"`
 	Node       string        `json:"node"`
 	AuthPaused string        `json:"auth_paused"`
+	DownNodes  []DownNode    `json:"down_nodes"`
 	Queues     []QueueStatus `json:"queues"`
 	Totals     Counts        `json:"totals"`
 	Workers    []Worker      `json:"workers"`
@@ -58,6 +62,14 @@ type StatusDoc struct {
 	// they upload without the pre-check, and a full quota shows as the
 	// server's 413.
 	QuotaUnreadable []jobs.QuotaNote `json:"quota_unreadable"`
+}
+
+// DownNode is a node that is down while work waits in its own queues, which
+// only it can run.
+type DownNode struct {
+	Node     string     `json:"node"`
+	LastSeen *time.Time `json:"last_seen"`
+	Waiting  Waiting    `json:"waiting"`
 }
 
 // Counts are task counts by state, plus today's processed/failed totals.
@@ -248,7 +260,7 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 	now := time.Now()
 	doc := &StatusDoc{
 		Time: now.UTC(), Redis: a.conn.Addr, Node: a.cfg.Node, AuthPaused: a.authPaused(cmd),
-		Queues: []QueueStatus{}, Workers: []Worker{}, Active: []ActiveJob{}, Failures: []Task{}, Skipped: []jobs.SkippedFile{},
+		Queues: []QueueStatus{}, Workers: []Worker{}, Active: []ActiveJob{}, Failures: []Task{}, Skipped: []jobs.SkippedFile{}, DownNodes: []DownNode{},
 	}
 	for _, q := range queues {
 		qs := QueueStatus{Queue: q}
@@ -270,6 +282,28 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 		}
 		doc.Totals.add(qs.Counts)
 		doc.Queues = append(doc.Queues, qs)
+	}
+	list, err := nodes.List(cmd.Context(), a.conn.Client, insp, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range list {
+		if n.Up {
+			continue
+		}
+		var w Waiting
+		for _, q := range doc.Queues {
+			c := q.Pending + q.Active + q.Scheduled + q.Retry
+			switch q.Queue {
+			case jobs.UploadQueue(n.Node):
+				w.Uploads += c
+			case jobs.NodeQueue(n.Node):
+				w.Other += c
+			}
+		}
+		if w.total() > 0 {
+			doc.DownNodes = append(doc.DownNodes, DownNode{Node: n.Node, LastSeen: n.LastSeen, Waiting: w})
+		}
 	}
 	servers, err := insp.Servers()
 	if err != nil {
@@ -465,6 +499,12 @@ func renderStatus(doc *StatusDoc) []byte {
 	fmt.Fprintf(&buf, "imagesync status · redis %s · node %s · %s\n", escapeText(doc.Redis), escapeText(doc.Node), now.Local().Format("2006-01-02 15:04:05"))
 	if doc.AuthPaused != "" {
 		fmt.Fprintf(&buf, "\n!! QUEUES PAUSED: the cloud rejected the token. Write a valid token to cloud.token_file (read again without a restart), or set cloud.token / SYNCD_TOKEN and restart syncd.\n!! %s\n", escapeText(oneLine(doc.AuthPaused)))
+	}
+	if len(doc.DownNodes) > 0 {
+		fmt.Fprintln(&buf)
+		for _, n := range doc.DownNodes {
+			fmt.Fprintln(&buf, waitLine(now, n.Node, n.LastSeen, n.Waiting))
+		}
 	}
 	if len(doc.Workers) == 0 {
 		fmt.Fprintln(&buf, "\nworkers: none connected to this Redis (is syncd running?)")
