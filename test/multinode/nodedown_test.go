@@ -1,0 +1,153 @@
+package multinode
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/imagesync/imagesync/internal/ctl"
+	"github.com/imagesync/imagesync/internal/daemon/daemontest"
+	"github.com/imagesync/imagesync/internal/hashmap"
+	"github.com/imagesync/imagesync/internal/sandbox"
+)
+
+// TestNodeDownDelaysOnlyItsOwnImages SIGKILLs node b while it uploads its
+// images: a's, c's and the shared images still complete (a shared task b
+// held is put back for another node), b's wait, and syncctl nodes and
+// status say they wait for b; once b is back they complete too. Every image
+// ends registered once with its own node's metadata, and the blocks sent in
+// all stay within one in-flight window (b's upload.files × upload.blocks) of
+// the images' sizes.
+func TestNodeDownDelaysOnlyItsOwnImages(t *testing.T) {
+	const perNode, shared = 10, 10
+	const small, big = 3*blockSize + 100, 24*blockSize + 100
+	cloud, holds := daemontest.StartHoldableCloud(t, sandbox.Config{BlockSize: blockSize})
+	c := newCluster(t, cloud, "a", "b", "c")
+	c.fillNode("a", perNode, small)
+	c.fillNode("b", perNode, big)
+	c.fillNode("c", perNode, small)
+	c.fillShared(shared, small)
+	want := c.expected(perNode, shared)
+	var blocks int64
+	for _, size := range []int{small, big, small, small} {
+		blocks += perNode * hashmap.NumBlocks(int64(size), blockSize)
+	}
+	b := c.nodes["b"]
+	window := int64(b.cfg.Upload.Files * b.cfg.Upload.Blocks)
+
+	// b starts alone, so that the first shared upload is b's: its hashmap
+	// PUT is held, and b dies holding that shared task, as well as its own
+	// uploads (slow blocks).
+	heldOne := false
+	held := holds.Before(func(r *http.Request) bool {
+		if heldOne || !daemontest.IsHashmapPut(r) || !strings.Contains(r.URL.Path, "/images/shared/") {
+			return false
+		}
+		heldOne = true
+		return true
+	})
+	cloud.SetLatency(150 * time.Millisecond)
+	c.start("b").WaitRunning(t, 60*time.Second)
+	select {
+	case <-held.Arrived():
+	case <-time.After(60 * time.Second):
+		t.Fatal("b did not take a shared upload")
+	}
+	c.start("a")
+	c.start("c")
+	c.nodes["a"].proc.WaitRunning(t, 60*time.Second)
+	c.nodes["c"].proc.WaitRunning(t, 60*time.Second)
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: c.redis.Addr})
+	defer insp.Close()
+	daemontest.Eventually(t, 60*time.Second, "node b uploading its own images", func() bool {
+		active, err := insp.ListActiveTasks("upload:b")
+		return err == nil && len(active) > 0
+	})
+	b.proc.Kill(t)
+	killed := time.Now()
+	t.Logf("node b killed holding a shared upload, with %d blocks received", cloud.Stats().BlocksReceived)
+	daemontest.Eventually(t, 10*time.Second, "the dead b's held request to be dropped", func() bool { return held.Waiting() == 0 })
+	held.Release()
+	cloud.SetLatency(0)
+
+	isB := func(name string) bool { return strings.HasPrefix(name, "node b ") }
+	notB := map[string]string{}
+	for name, builtOn := range want {
+		if !isB(name) {
+			notB[name] = builtOn
+		}
+	}
+	daemontest.Eventually(t, 90*time.Second, "a's, c's and the shared images registered without b", func() bool {
+		n := 0
+		for _, im := range daemontest.Images(t, cloud) {
+			if _, ok := notB[im.Name]; ok {
+				n++
+			}
+		}
+		return n == len(notB)
+	})
+	t.Logf("a's, c's and the shared images done %s after b's kill", time.Since(killed).Round(100*time.Millisecond))
+	logs := string(c.nodes["a"].proc.Log(t)) + string(c.nodes["c"].proc.Log(t))
+	require.Contains(t, logs, "put back tasks a syncd that stopped heartbeating left running", "the shared upload b held was put back")
+	var doneB int
+	for _, im := range daemontest.Images(t, cloud) {
+		if isB(im.Name) {
+			doneB++
+		}
+	}
+	require.Less(t, doneB, perNode, "b's images wait for b")
+
+	// syncctl, from node a, says that b is down and what waits for it.
+	var nodesDoc ctl.NodesDoc
+	daemontest.Eventually(t, 30*time.Second, "syncctl nodes to show b down", func() bool {
+		c.syncctlJSON("a", &nodesDoc, "nodes")
+		for _, n := range nodesDoc.Nodes {
+			if n.Record.Node == "b" {
+				return !n.Up && n.Waiting.Uploads+n.Waiting.Other > 0
+			}
+		}
+		return false
+	})
+	up := map[string]bool{}
+	for _, n := range nodesDoc.Nodes {
+		up[n.Record.Node] = n.Up
+	}
+	assert.Equal(t, map[string]bool{"a": true, "b": false, "c": true}, up)
+	out, code := c.syncctl("a", "status")
+	require.Zero(t, code)
+	require.Contains(t, out, "wait for node b, which is down (last seen", out)
+	out, _ = c.syncctl("a", "nodes")
+	t.Logf("syncctl nodes with b down:\n%s", out)
+	require.Contains(t, out, "for node b, which is down")
+
+	restarted := time.Now()
+	c.start("b").WaitRunning(t, 60*time.Second)
+	daemontest.Eventually(t, 90*time.Second, "b's images registered after b's restart", func() bool {
+		return len(daemontest.Images(t, cloud)) >= len(want) && idle(t, c)
+	})
+	t.Logf("b's images done %s after b's restart", time.Since(restarted).Round(100*time.Millisecond))
+
+	imgs := daemontest.Images(t, cloud)
+	if bad := checkMetadata(imgs, want); bad != "" {
+		t.Fatalf("images registered wrong:\n%s", bad)
+	}
+	require.Empty(t, daemontest.HalfRegistered(t, cloud))
+	require.Empty(t, daemontest.Tasks(t, insp, daemontest.StateArchived), "archived tasks")
+	st := daemontest.Stats(t, cloud)
+	t.Logf("blocks: %d received for %d in the images (window %d); %d registrations", st.BlocksReceived, blocks, window, st.ImageRegisters)
+	assert.GreaterOrEqual(t, st.BlocksReceived, blocks)
+	assert.LessOrEqual(t, st.BlocksReceived, blocks+window, "blocks sent beyond one in-flight window")
+	// A registration b had posted when it died (answer not received) may
+	// be posted again by the restarted b, onto the same image.
+	assert.LessOrEqual(t, st.ImageRegisters, int64(len(want))+int64(fourGeneralWorkers), fmt.Sprint("registrations: ", st.ImageRegisters))
+}
+
+// fourGeneralWorkers is syncd's registration/publish concurrency: at most
+// that many registrations of b can have been in flight at the kill.
+const fourGeneralWorkers = 4
