@@ -17,7 +17,7 @@ import (
 func (p *pipeline) archivedIDs() []string {
 	p.t.Helper()
 	var ids []string
-	for _, q := range []string{UploadQueue("n1"), QueueDefault} {
+	for _, q := range []string{UploadQueue("n1"), NodeQueue("n1"), QueueDefault} {
 		tasks, err := p.insp.ListArchivedTasks(q)
 		if err != nil {
 			continue
@@ -58,7 +58,7 @@ func TestOneFailurePerImageAndKindThatClearsOnceFixed(t *testing.T) {
 	hash := hashOf(p, "img.diskdump")
 	first, err := p.catalog.RegisterRequest(f, hash, "", "upload", false)
 	require.NoError(t, err)
-	p.wait(QueueDefault, first.ID, asynq.TaskStateArchived)
+	p.wait(first.Queue, first.ID, asynq.TaskStateArchived)
 	require.Equal(t, []string{first.ID}, p.archivedIDs())
 
 	// Edited, still bad: the newer failure replaces the older one.
@@ -66,7 +66,7 @@ func TestOneFailurePerImageAndKindThatClearsOnceFixed(t *testing.T) {
 	second, err := p.catalog.RegisterRequest(f, hash, "", "metafile", false)
 	require.NotEqual(t, first.ID, second.ID)
 	p.enqueue(second, err)
-	p.wait(QueueDefault, second.ID, asynq.TaskStateArchived)
+	p.wait(second.Queue, second.ID, asynq.TaskStateArchived)
 	require.Eventually(t, func() bool { return len(p.archivedIDs()) == 1 }, 10*time.Second, 20*time.Millisecond,
 		"one failure per image and kind: %v", p.archivedIDs())
 	assert.Equal(t, []string{second.ID}, p.archivedIDs())
@@ -75,7 +75,7 @@ func TestOneFailurePerImageAndKindThatClearsOnceFixed(t *testing.T) {
 	p.write("img.diskdump.meta", []byte(`{"name": "Fixed"}`))
 	fixed, err := p.catalog.RegisterRequest(f, hash, "", "metafile", false)
 	p.enqueue(fixed, err)
-	p.wait(QueueDefault, fixed.ID, asynq.TaskStateCompleted)
+	p.wait(fixed.Queue, fixed.ID, asynq.TaskStateCompleted)
 	require.NotNil(t, p.image("Fixed"))
 	require.Eventually(t, func() bool { return len(p.archivedIDs()) == 0 }, 10*time.Second, 20*time.Millisecond,
 		"the fixed failure is gone: %v", p.archivedIDs())
