@@ -63,7 +63,7 @@ func NewWorker(d Deps) *Worker {
 		w.quota.node = d.Enqueuer.Node
 	}
 	if d.Redis != nil {
-		w.lock = &imageLock{rdb: d.Redis, ttl: 2 * time.Minute, poll: 50 * time.Millisecond}
+		w.lock = &imageLock{rdb: d.Redis, ttl: 15 * time.Second, poll: 50 * time.Millisecond}
 	}
 	return w
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,9 +15,13 @@ import (
 // metafile edit's registration and the upload's own could both find the
 // image unregistered and both POST it; each POST resets the permissions
 // the other's publish set. Held for seconds, so waiting beats retrying.
+//
+// The lock is a lease: its holder renews it every ttl/3 while it works, so a
+// long registration keeps it, and the lock of a holder that died (a node
+// SIGKILLed mid-job) frees the image after ttl, not after the longest job.
 type imageLock struct {
 	rdb  redis.UniversalClient
-	ttl  time.Duration // a crashed holder's lock expires after this
+	ttl  time.Duration // a dead holder's lock expires after this
 	poll time.Duration
 }
 
@@ -24,6 +29,9 @@ const imageLockPrefix = "imagesync:lock:image:"
 
 // releaseScript deletes the lock only if this holder still owns it.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// renewScript extends the lock only if this holder still owns it.
+var renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
 
 // acquire waits until it holds the lock of the image at location, or ctx
 // ends. A nil imageLock locks nothing.
@@ -39,7 +47,7 @@ func (l *imageLock) acquire(ctx context.Context, location string) (release func(
 			return nil, fmt.Errorf("locking image %s: %w", location, redisUnavailable(err))
 		}
 		if ok {
-			return func() { _ = releaseScript.Run(context.WithoutCancel(ctx), l.rdb, []string{key}, owner).Err() }, nil
+			return l.hold(context.WithoutCancel(ctx), key, owner), nil
 		}
 		t := time.NewTimer(l.poll)
 		select {
@@ -48,5 +56,31 @@ func (l *imageLock) acquire(ctx context.Context, location string) (release func(
 			return nil, ctx.Err()
 		case <-t.C:
 		}
+	}
+}
+
+// hold renews the lock until the returned release is called (once or more).
+func (l *imageLock) hold(ctx context.Context, key, owner string) (release func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = renewScript.Run(ctx, l.rdb, []string{key}, owner, l.ttl.Milliseconds()).Err()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			_ = releaseScript.Run(ctx, l.rdb, []string{key}, owner).Err()
+		})
 	}
 }

@@ -58,17 +58,25 @@ func TestImageLockSerialisesHolders(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	release()
 
-	// A holder that died without releasing frees the image after the TTL;
-	// its late release does not free the next holder's lock.
-	short := &imageLock{rdb: rdb, ttl: 100 * time.Millisecond, poll: 5 * time.Millisecond}
-	dead, err := short.acquire(ctx, "/images/c.diskdump")
+	// A live holder keeps the lock past the TTL (it renews it); one that
+	// died (its lock left in Redis, nobody renewing) frees the image after
+	// the TTL, and a late release of the dead one's does not free the next
+	// holder's lock.
+	short := &imageLock{rdb: rdb, ttl: 150 * time.Millisecond, poll: 5 * time.Millisecond}
+	live, err := short.acquire(ctx, "/images/c.diskdump")
 	require.NoError(t, err)
+	wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = short.acquire(wctx, "/images/c.diskdump")
+	wcancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a live holder keeps its lock past the TTL")
+	live()
+	require.NoError(t, rdb.Set(ctx, imageLockPrefix+"/images/d.diskdump", "dead-holder", short.ttl).Err())
 	start := time.Now()
-	next, err := short.acquire(ctx, "/images/c.diskdump")
+	next, err := short.acquire(ctx, "/images/d.diskdump")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
-	dead()
-	_, err = l.acquire(cctx, "/images/c.diskdump")
+	_ = releaseScript.Run(ctx, rdb, []string{imageLockPrefix + "/images/d.diskdump"}, "dead-holder").Err()
+	_, err = l.acquire(cctx, "/images/d.diskdump")
 	require.Error(t, err, "still held by the live holder")
 	next()
 }
