@@ -3,8 +3,6 @@ package multinode
 import (
 	"testing"
 	"time"
-
-	"github.com/imagesync/imagesync/internal/daemon/daemontest"
 )
 
 // BenchmarkFortyImages times 40 images (10 on each of three nodes, plus 10
@@ -42,9 +40,7 @@ func fortyImages(b *testing.B, names []string, perNode, size int) time.Duration 
 	for _, name := range names {
 		c.start(name)
 	}
-	daemontest.Eventually(b, 5*time.Minute, "40 images registered", func() bool {
-		return len(daemontest.Images(b, cloud)) >= want && idle(b, c)
-	})
+	waitAllDone(b, c, want, 5*time.Minute, "40 images registered")
 	took := time.Since(start)
 	for _, name := range names {
 		c.nodes[name].proc.Kill(b)

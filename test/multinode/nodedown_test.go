@@ -14,6 +14,7 @@ import (
 	"github.com/imagesync/imagesync/internal/ctl"
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
 	"github.com/imagesync/imagesync/internal/hashmap"
+	"github.com/imagesync/imagesync/internal/jobs"
 	"github.com/imagesync/imagesync/internal/sandbox"
 )
 
@@ -65,9 +66,14 @@ func TestNodeDownDelaysOnlyItsOwnImages(t *testing.T) {
 	c.nodes["c"].proc.WaitRunning(t, 60*time.Second)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: c.redis.Addr})
 	defer insp.Close()
-	daemontest.Eventually(t, 60*time.Second, "node b uploading its own images", func() bool {
-		active, err := insp.ListActiveTasks("upload:b")
-		return err == nil && len(active) > 0
+	daemontest.Eventually(t, 60*time.Second, "node b sending the blocks of its own images", func() bool {
+		active, _ := insp.ListActiveTasks("upload:b")
+		for _, ti := range active {
+			if p, ok := jobs.DecodeProgress(ti.Result); ok && p.BlocksSent > 0 && p.BlocksSent < p.BlocksMissing {
+				return true
+			}
+		}
+		return false
 	})
 	b.proc.Kill(t)
 	killed := time.Now()
@@ -128,9 +134,7 @@ func TestNodeDownDelaysOnlyItsOwnImages(t *testing.T) {
 
 	restarted := time.Now()
 	c.start("b").WaitRunning(t, 60*time.Second)
-	daemontest.Eventually(t, 90*time.Second, "b's images registered after b's restart", func() bool {
-		return len(daemontest.Images(t, cloud)) >= len(want) && idle(t, c)
-	})
+	waitAllDone(t, c, len(want), 90*time.Second, "b's images registered after b's restart")
 	t.Logf("b's images done %s after b's restart", time.Since(restarted).Round(100*time.Millisecond))
 
 	imgs := daemontest.Images(t, cloud)

@@ -1,6 +1,8 @@
 package multinode
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,9 +29,7 @@ func TestNodesRegisterTheirOwnImages(t *testing.T) {
 
 	start := time.Now()
 	c.startAll()
-	daemontest.Eventually(t, 90*time.Second, "40 images registered and published", func() bool {
-		return len(daemontest.Images(t, cloud)) >= len(want) && idle(t, c)
-	})
+	waitAllDone(t, c, len(want), 90*time.Second, "40 images registered and published")
 	t.Logf("%d images on %d nodes registered in %s", len(want), len(c.order), time.Since(start).Round(time.Millisecond))
 
 	imgs := daemontest.Images(t, cloud)
@@ -46,13 +46,27 @@ func TestNodesRegisterTheirOwnImages(t *testing.T) {
 }
 
 // idle reports whether no task is waiting or running in any queue.
-func idle(t testing.TB, c *cluster) bool {
+func idle(t testing.TB, c *cluster) bool { return busy(t, c) == "" }
+
+// busy describes the tasks waiting or running in any queue ("" if none).
+func busy(t testing.TB, c *cluster) string {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: c.redis.Addr})
 	defer insp.Close()
+	var b strings.Builder
 	for _, s := range []string{daemontest.StatePending, daemontest.StateActive, daemontest.StateScheduled, daemontest.StateRetry} {
-		if len(daemontest.Tasks(t, insp, s)) > 0 {
-			return false
+		for _, ti := range daemontest.Tasks(t, insp, s) {
+			fmt.Fprintf(&b, "%s %s %s on %s: %s (last error %q)\n", s, ti.Type, ti.ID, ti.Queue, ti.Payload, ti.LastErr)
 		}
 	}
-	return true
+	return b.String()
+}
+
+// waitAllDone waits until want images are registered and no work is left,
+// failing with what is left if that takes longer than timeout.
+func waitAllDone(t testing.TB, c *cluster, want int, timeout time.Duration, what string) {
+	t.Helper()
+	if daemontest.Wait(timeout, func() bool { return len(daemontest.Images(t, c.cloud)) >= want && idle(t, c) }) {
+		return
+	}
+	t.Fatalf("timed out after %s waiting for %s: %d of %d images registered; left:\n%s", timeout, what, len(daemontest.Images(t, c.cloud)), want, busy(t, c))
 }
