@@ -154,7 +154,7 @@ func TestDeployability(t *testing.T) {
 			p.write("img.diskdump.meta", []byte(`{"properties": {"OSFAMILY": "linux", "ROOT_PARTITION": "1"}}`))
 			reg, err := p.catalog.RegisterRequest(f, "", "", "metafile", false)
 			p.enqueue(reg, err)
-			p.wait(QueueDefault, reg.ID, asynq.TaskStateCompleted)
+			p.wait(reg.Queue, reg.ID, asynq.TaskStateCompleted)
 			got, err = ReadDeployWarnings(p.ctx, p.rdb)
 			require.NoError(t, err)
 			assert.Empty(t, got)
@@ -176,7 +176,7 @@ func TestRegistrationOfAChangedFileIsSuperseded(t *testing.T) {
 	p.write("a.diskdump.meta", []byte(`{"name": "renamed"}`))
 	reg, err := p.catalog.RegisterRequest(f, "", "", "metafile", false) // with the old facts
 	p.enqueue(reg, err)
-	info := p.wait(QueueDefault, reg.ID, asynq.TaskStateCompleted)
+	info := p.wait(reg.Queue, reg.ID, asynq.TaskStateCompleted)
 	prog, _ := DecodeProgress(info.Result)
 	assert.Contains(t, prog.Note, "superseded: the file changed")
 	assert.Nil(t, p.image("renamed"))
@@ -185,7 +185,7 @@ func TestRegistrationOfAChangedFileIsSuperseded(t *testing.T) {
 	f.ModTime = later
 	reg, err = p.catalog.RegisterRequest(f, "", "", "metafile", false)
 	p.enqueue(reg, err)
-	info = p.wait(QueueDefault, reg.ID, asynq.TaskStateCompleted)
+	info = p.wait(reg.Queue, reg.ID, asynq.TaskStateCompleted)
 	prog, _ = DecodeProgress(info.Result)
 	assert.Contains(t, prog.Note, "the image file is gone")
 }

@@ -256,7 +256,7 @@ func TestPolicyCaps(t *testing.T) {
 				p.wait(UploadQueue("n1"), ids[0], asynq.TaskStateCompleted)
 				reg, err := p.catalog.RegisterRequest(badFacts, hashOf(p, bad), "", "upload", false)
 				require.NoError(t, err)
-				info = p.wait(QueueDefault, reg.ID, asynq.TaskStateArchived)
+				info = p.wait(reg.Queue, reg.ID, asynq.TaskStateArchived)
 			} else {
 				info = p.wait(UploadQueue("n1"), ids[0], asynq.TaskStateArchived)
 			}
@@ -288,7 +288,7 @@ func TestAnOversizedMetafileIsRefusedUnread(t *testing.T) {
 	p.wait(up.Queue, up.ID, asynq.TaskStateCompleted)
 	reg, err := p.catalog.RegisterRequest(f, hashOf(p, "a.diskdump"), "", "upload", false)
 	require.NoError(t, err)
-	info := p.wait(QueueDefault, reg.ID, asynq.TaskStateArchived)
+	info := p.wait(reg.Queue, reg.ID, asynq.TaskStateArchived)
 	assert.Contains(t, info.LastErr, meta+": file is 52428800 bytes, more than the 1048576 a metafile may have; it was not read")
 	assert.Nil(t, p.image("a.diskdump"))
 	assert.True(t, probe(), "opened, to be measured")
