@@ -138,7 +138,7 @@ func TestImagesAndRepublish(t *testing.T) {
 	assert.True(t, p.Force)
 	_, err = e.insp.GetTaskInfo(jobs.UploadQueue("n1"), gotRep["new.diskdump"].Task)
 	require.NoError(t, err)
-	_, err = e.insp.GetTaskInfo(jobs.QueueDefault, gotRep["a.diskdump"].Task)
+	_, err = e.insp.GetTaskInfo(jobs.NodeQueue("n1"), gotRep["a.diskdump"].Task)
 	assert.Error(t, err, "a is in sync: nothing queued for it")
 
 	code, out, _ = e.run("republish", "--force")

@@ -102,7 +102,14 @@ func (c *Catalog) openImage(p UploadPayload) (*os.File, error) {
 		return nil, err
 	}
 	abs := t.AbsOf(p.RelPath)
-	f, err := t.Open(p.RelPath, watch.FileID{Dev: p.Dev, Ino: p.Inode})
+	want := watch.FileID{Dev: p.Dev, Ino: p.Inode}
+	if w, err := c.Root(p.Root); err == nil && w.Shared && want.Dev == 0 && want.Ino != 0 {
+		// A shared root's tasks leave the device out of the identity (each
+		// host numbers the mount its own way; see Catalog.identity): the
+		// inode is compared on this host's device.
+		want.Dev = t.Lstat(p.RelPath).ID().Dev
+	}
+	f, err := t.Open(p.RelPath, want)
 	var le *watch.LinkError
 	switch {
 	case err == nil:

@@ -104,7 +104,7 @@ func newPipelineWith(t *testing.T, o pipelineOptions) *pipeline {
 			return nil, nil
 		}})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, NodeQueue("n1"): 1, QueueDefault: 1},
+		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, NodeQueue("n1"): 1, QueueSharedUpload: 1, QueueDefault: 1},
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 		IsFailure:      IsFailure, LogLevel: asynq.FatalLevel,
 	})

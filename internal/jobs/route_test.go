@@ -217,3 +217,21 @@ func TestLegacyUnregistrationIsForwarded(t *testing.T) {
 	p.wait(NodeQueue("n1"), old.ID, asynq.TaskStateCompleted)
 	assert.Nil(t, p.image("gone.diskdump"), "unregistered")
 }
+
+// A shared root's upload leaves the device out of the task (hosts number
+// one mount differently) and still opens the file it was made for, on
+// whichever node runs it; it is registered from default.
+func TestSharedRootUploadIgnoresTheDevice(t *testing.T) {
+	p := newPipeline(t, sandbox.Config{}, "", config.Watch{Shared: true})
+	f := p.write("s.diskdump", []byte("bytes of a shared image"))
+	require.NotZero(t, f.Dev)
+	up, err := p.catalog.UploadRequest(f, false)
+	require.NoError(t, err)
+	assert.Equal(t, QueueSharedUpload, up.Queue)
+	assert.Zero(t, up.Payload.(UploadPayload).Dev)
+	p.enqueue(up, nil)
+	info := p.wait(up.Queue, up.ID, asynq.TaskStateCompleted)
+	pr, _ := DecodeProgress(info.Result)
+	assert.NotContains(t, pr.Note, "superseded")
+	require.Eventually(t, func() bool { return p.image("s.diskdump") != nil }, 20*time.Second, 20*time.Millisecond)
+}

@@ -86,7 +86,10 @@ func newCluster(t testing.TB, cloud *sandboxtest.Cloud, names ...string) *cluste
 		}
 		for _, name := range c.order {
 			b, _ := os.ReadFile(c.nodes[name].logPath)
-			t.Logf("syncd %s log (last 6 KiB):\n%s", name, b[max(0, len(b)-6144):])
+			// The whole log outlives the test's temporary directory.
+			kept := filepath.Join(os.TempDir(), fmt.Sprintf("multinode-%s-%s.log", strings.ReplaceAll(t.Name(), "/", "_"), name))
+			_ = os.WriteFile(kept, b, 0o600)
+			t.Logf("syncd %s log (last 6 KiB; all of it in %s):\n%s", name, kept, b[max(0, len(b)-6144):])
 		}
 	})
 	return c
