@@ -69,7 +69,7 @@ func TestNodeDownDelaysOnlyItsOwnImages(t *testing.T) {
 	daemontest.Eventually(t, 60*time.Second, "node b sending the blocks of its own images", func() bool {
 		active, _ := insp.ListActiveTasks("upload:b")
 		for _, ti := range active {
-			if p, ok := jobs.DecodeProgress(ti.Result); ok && p.BlocksSent > 0 && p.BlocksSent < p.BlocksMissing {
+			if p, ok := jobs.DecodeProgress(ti.Result); ok && p.BlocksSent > 0 && p.BytesSent < p.TotalBytes {
 				return true
 			}
 		}
