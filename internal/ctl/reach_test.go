@@ -102,7 +102,7 @@ func TestUnknownQueueIsAUsageError(t *testing.T) {
 	for _, args := range [][]string{{"list", "pending", "--queue", "uplaod"}, {"inspect", "x", "--queue", "uplaod"}, {"retry", "--all", "--queue", "uplaod"}} {
 		code, _, errOut := e.run(args...)
 		assert.Equal(t, 2, code, "%v: %s", args, errOut)
-		assert.Contains(t, errOut, `unknown queue "uplaod" (known: default, upload, upload:n1)`, "%v", args)
+		assert.Contains(t, errOut, `unknown queue "uplaod" (known: default, node:n1, upload, upload:n1)`, "%v", args)
 	}
 	code, _, errOut := e.run("list", "pending", "--queue", "upload:n1")
 	assert.Equal(t, 0, code, errOut)
