@@ -155,7 +155,8 @@ func renderNodes(doc *NodesDoc) []byte {
 				roots[i] += " (shared)"
 			}
 		}
-		t.row(n.Record.Node, state, host, busy, heartbeat, waitingText(n.Waiting), orDash(strings.Join(roots, ", ")), orDash(strings.Join(n.Queues, ",")))
+		t.row(escapeText(n.Record.Node), state, escapeText(host), busy, heartbeat, waitingText(n.Waiting),
+			orDash(escapeText(strings.Join(roots, ", "))), orDash(escapeText(strings.Join(n.Queues, ","))))
 	}
 	t.flush()
 	for _, n := range doc.Nodes {
@@ -192,7 +193,7 @@ func waitLine(now time.Time, node string, lastSeen *time.Time, w Waiting) string
 		seen = "last seen " + ago(now, *lastSeen)
 	}
 	return fmt.Sprintf("!! %s %s for node %s, which is down (%s): only that node has their files; start its syncd.",
-		strings.Join(parts, " and "), verb, node, seen)
+		strings.Join(parts, " and "), verb, escapeText(node), seen)
 }
 
 func plural(n int, one, many string) string {

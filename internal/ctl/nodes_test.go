@@ -65,8 +65,12 @@ func TestNodesAndWhatWaitsForThem(t *testing.T) {
 		require.Len(t, st.DownNodes, 2)
 		assert.Equal(t, "b", st.DownNodes[0].Node)
 		assert.Equal(t, Waiting{Uploads: 2, Other: 1}, st.DownNodes[0].Waiting)
+		require.Len(t, st.Workers, 1)
+		assert.Equal(t, "n1", st.Workers[0].Node, "which node a worker serves")
 		code, out, _ = e.run("status")
 		require.Equal(t, 0, code)
+		assert.Contains(t, out, "\n  node n1:  ", "the worker line says which node it serves")
+
 		assert.Contains(t, out, "!! 2 uploads and 1 other job wait for node b, which is down (last seen 4m")
 	})
 }

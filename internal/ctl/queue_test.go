@@ -148,7 +148,7 @@ func TestQueueCommands(t *testing.T) {
 				"last_failed_at", "next_process_at", "completed_at", "orphaned", "progress",
 				"phase", "unit", "done", "total", "fraction", "bytes_per_second", "elapsed_seconds", "stalled"), keys(t, act))
 			w0 := raw["workers"].([]any)[0]
-			assert.Equal(t, sorted("host", "pid", "concurrency", "queues", "status", "started_at", "busy"), keys(t, w0))
+			assert.Equal(t, sorted("node", "host", "pid", "concurrency", "queues", "status", "started_at", "busy"), keys(t, w0))
 
 			var doc StatusDoc
 			require.NoError(t, json.Unmarshal([]byte(out), &doc))

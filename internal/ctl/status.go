@@ -30,7 +30,7 @@ import (
 //	              "scheduled": 0, "retry": 0, "archived": 0, "completed": 0,
 //	              "processed_today": 0, "failed_today": 0, "latency_seconds": 0}],
 //	  "totals": {"pending": 0, …same counters…},
-//	  "workers": [{"host", "pid", "concurrency", "queues": […], "status", "started_at", "busy"}],
+//	  "workers": [{"node", "host", "pid", "concurrency", "queues": […], "status", "started_at", "busy"}],
 //	  "active": [{…Task…, "phase": "hashing", "unit": "bytes"|"blocks"|"",
 //	              "done": 0, "total": 0, "fraction": 0.31 | null,
 //	              "bytes_per_second": 0, "elapsed_seconds": 0, "stalled": false}],
@@ -105,6 +105,9 @@ type QueueStatus struct {
 
 // Worker is one asynq server (syncd runs two: uploads and the rest).
 type Worker struct {
+	// Node is the node whose own queues the server serves ("" for one
+	// that serves only the queues of every node).
+	Node        string     `json:"node"`
 	Host        string     `json:"host"`
 	PID         int        `json:"pid"`
 	Concurrency int        `json:"concurrency"`
@@ -313,6 +316,9 @@ func (a *app) status(cmd *cobra.Command, failures int, prev map[string]sample) (
 		w := Worker{Host: s.Host, PID: s.PID, Concurrency: s.Concurrency, Status: s.Status, StartedAt: timePtr(s.Started), Busy: len(s.ActiveWorkers), Queues: []string{}}
 		for q := range s.Queues {
 			w.Queues = append(w.Queues, q)
+			if n, ok := jobs.QueueNode(q); ok {
+				w.Node = n
+			}
 		}
 		slices.Sort(w.Queues)
 		doc.Workers = append(doc.Workers, w)
@@ -511,6 +517,9 @@ func renderStatus(doc *StatusDoc) []byte {
 	} else {
 		fmt.Fprintln(&buf, "\nworkers:")
 		for _, w := range doc.Workers {
+			if w.Node != "" {
+				fmt.Fprintf(&buf, "  node %s:", escapeText(w.Node))
+			}
 			fmt.Fprintf(&buf, "  %s pid %d  %s  %d/%d busy  queues %s  up %s\n", escapeText(w.Host), w.PID, escapeText(w.Status), w.Busy, w.Concurrency,
 				escapeText(strings.Join(w.Queues, ",")), upFor(now, w.StartedAt))
 		}
