@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/imagesync/imagesync/internal/redisconn"
 )
 
 // Skipped is what a node's watcher could not use under its watch roots
@@ -38,6 +36,12 @@ type SkippedFile struct {
 
 const skippedPrefix = "imagesync:skipped:"
 
+// skippedNodesKey is the set of nodes that recorded skipped files, so that
+// listing them reads one key per node: a SCAN for skippedPrefix* walks the
+// whole keyspace, which holds every retained task (tens of thousands after
+// a large batch), and `syncctl status` lists the skipped files each time.
+const skippedNodesKey = "imagesync:skipped-nodes"
+
 // MaxSkipped bounds the entries kept per node: a folder full of broken
 // links must not fill Redis. status says when some were left out.
 const MaxSkipped = 1000
@@ -56,6 +60,13 @@ func (s *Skipped) encode(f SkippedFile) string {
 	return string(b)
 }
 
+// index names this node in skippedNodesKey. It is its own command, not part
+// of the writes' transaction: on a Redis Cluster the two keys live in
+// different slots.
+func (s *Skipped) index(ctx context.Context) error {
+	return s.rdb.SAdd(ctx, skippedNodesKey, s.node).Err()
+}
+
 func (s *Skipped) expire(ctx context.Context, p redis.Pipeliner) {
 	if s.ttl > 0 {
 		p.PExpire(ctx, s.key(), s.ttl)
@@ -71,6 +82,9 @@ func (s *Skipped) Add(ctx context.Context, f SkippedFile) error {
 	}
 	if n >= MaxSkipped {
 		return nil
+	}
+	if err := s.index(ctx); err != nil {
+		return fmt.Errorf("recording a skipped file: %w", err)
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.key(), f.Path, s.encode(f))
@@ -122,6 +136,11 @@ func (s *Skipped) SetRoot(ctx context.Context, root string, files []SkippedFile)
 		paths = append(paths, p)
 	}
 	slices.Sort(paths)
+	if len(paths) > 0 {
+		if err := s.index(ctx); err != nil {
+			return fmt.Errorf("recording skipped files: %w", err)
+		}
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if len(drop) > 0 {
 			p.HDel(ctx, s.key(), drop...)
@@ -138,15 +157,18 @@ func (s *Skipped) SetRoot(ctx context.Context, root string, files []SkippedFile)
 	return nil
 }
 
-// ListSkipped returns every node's skipped files, by node then path.
+// ListSkipped returns every node's skipped files, by node then path. It
+// reads one hash per node named in skippedNodesKey (a node whose hash has
+// expired stays named there: a handful of names, and removing one could
+// race with that node recording a file).
 func ListSkipped(ctx context.Context, rdb redis.UniversalClient) ([]SkippedFile, error) {
-	keys, err := redisconn.ScanKeys(ctx, rdb, skippedPrefix+"*")
+	nodes, err := rdb.SMembers(ctx, skippedNodesKey).Result()
 	if err != nil {
 		return nil, fmt.Errorf("listing skipped files: %w", err)
 	}
 	out := []SkippedFile{}
-	for _, k := range keys {
-		m, err := rdb.HGetAll(ctx, k).Result()
+	for _, node := range nodes {
+		m, err := rdb.HGetAll(ctx, skippedPrefix+node).Result()
 		if err != nil {
 			return nil, fmt.Errorf("listing skipped files: %w", err)
 		}

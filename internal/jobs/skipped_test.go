@@ -50,6 +50,20 @@ func TestSkippedRecord(t *testing.T) {
 	require.Len(t, all, 2)
 	assert.Equal(t, "/r1/x", all[0].Path)
 
+	// The listing reads the hashes of the nodes that recorded something,
+	// by name, rather than SCANning the keyspace (which holds every
+	// retained task): a hash nobody indexed is not found, and a node whose
+	// hash expired lists nothing.
+	require.NoError(t, rdb.HSet(ctx, skippedPrefix+"c", "/r/q", `{"node":"c","path":"/r/q"}`).Err())
+	mr.FastForward(2 * time.Hour)
+	all, err = ListSkipped(ctx, rdb)
+	require.NoError(t, err)
+	require.Len(t, all, 1, "node a's entries expired")
+	assert.Equal(t, "b", all[0].Node)
+	nodes, err := rdb.SMembers(ctx, skippedNodesKey).Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"a", "b"}, nodes)
+
 	// Bounded: a folder of broken links does not fill Redis.
 	many := make([]SkippedFile, MaxSkipped+50)
 	for i := range many {
