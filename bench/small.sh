@@ -126,13 +126,20 @@ I1=$(calls)
 IDLE_OPS=$(awk -v a="$I0" -v b="$I1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 
-# asynq keeps completed tasks (retention): every image is done when the
-# queues hold 3 completed tasks per image (upload, register, publish),
-# whichever queues they ran in. One EVAL counts them.
-done_tasks() {
-	redis-cli -p "$REDIS_PORT" eval 'local n = 0
-for _, q in ipairs(redis.call("SMEMBERS", "asynq:queues")) do n = n + redis.call("ZCARD", "asynq:{" .. q .. "}:completed") end
-return n' 0
+# All the work is done when no queue holds a pending, active, scheduled or
+# retrying task and at least 3 tasks per image (upload, register, publish)
+# have completed, whichever queues they ran in (asynq keeps completed tasks
+# for the retention time). Extra work an older syncd queued (registrations
+# for the new metafiles) is waited for too. One EVAL answers: 1 when done.
+all_done() {
+	redis-cli -p "$REDIS_PORT" eval 'local done, left = 0, 0
+for _, q in ipairs(redis.call("SMEMBERS", "asynq:queues")) do
+	local k = "asynq:{" .. q .. "}:"
+	done = done + redis.call("ZCARD", k .. "completed")
+	left = left + redis.call("LLEN", k .. "pending") + redis.call("LLEN", k .. "active") + redis.call("ZCARD", k .. "scheduled") + redis.call("ZCARD", k .. "retry")
+end
+if left == 0 and done >= tonumber(ARGV[1]) then return 1 end
+return 0' 0 "$((3 * COUNT))"
 }
 
 # syncctl status --json back to back, each call timed, until stopped.
@@ -160,7 +167,7 @@ mv "$WORK/staging/batch" "$WATCH/batch"
 TPUB=
 for _ in $(seq $((TIMEOUT * 4))); do
 	kill -0 "$SYNCD_PID" 2>/dev/null || { tail -20 "$WORK/syncd.log" >&2; log "syncd exited"; exit 1; }
-	if (($(done_tasks) >= 3 * COUNT)); then
+	if (($(all_done) == 1)); then
 		TPUB=$(date +%s.%N)
 		break
 	fi
