@@ -168,7 +168,9 @@ func TestFaults401Halfway(t *testing.T) {
 // server's 413. The one that fits is registered, the others are archived
 // with a message saying what to do, and nothing is half-registered.
 func TestFaultsQuotaFull(t *testing.T) {
-	cloud := daemontest.StartCloud(t, sandbox.Config{Quota: 1 << 20, Latency: 500 * time.Millisecond})
+	// 256 KiB blocks: every image spans several, so the pre-check runs (the
+	// engine leaves one-block objects to the server's own 413).
+	cloud := daemontest.StartCloud(t, sandbox.Config{Quota: 1 << 20, Latency: 500 * time.Millisecond, BlockSize: 256 << 10})
 	dir := filepath.Join(t.TempDir(), "images")
 	cfg := daemontest.Config(t, cloud, daemontest.Redis(t), dir)
 	cfg.Upload.Files = 3
