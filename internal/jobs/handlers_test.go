@@ -82,6 +82,9 @@ func newPipelineWith(t *testing.T, o pipelineOptions) *pipeline {
 	}
 	p.catalog = NewCatalog([]config.Watch{w}, "n1")
 	p.enq = NewEnqueuer(rdb, "n1")
+	// The servers wait for work as syncd's do: woken by this process's
+	// enqueues, polling an idle queue once a second.
+	p.enq.Waker = NewQueueWaker(DefaultIdlePoll)
 	p.insp = p.enq.Inspector()
 	log := o.log
 	if log == nil {
@@ -103,8 +106,9 @@ func newPipelineWith(t *testing.T, o pipelineOptions) *pipeline {
 			}
 			return nil, nil
 		}})
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	srv := asynq.NewServerFromRedisClient(p.enq.Waker.Client(rdb), asynq.Config{
 		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, NodeQueue("n1"): 1, QueueSharedUpload: 1, QueueDefault: 1},
+		TaskCheckInterval: WakePollInterval,
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
 		IsFailure:      IsFailure, LogLevel: asynq.FatalLevel,
 	})
