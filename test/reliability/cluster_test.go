@@ -117,6 +117,9 @@ func TestRedisCluster(t *testing.T) {
 // over, the daemon logs the failover and keeps going, and every image is
 // registered exactly once with nothing archived.
 func TestRedisClusterFailover(t *testing.T) {
+	// Mostly waiting (for the recovery sweep after asynq's 30 s lease): it
+	// runs beside the other failover test, each with Redis processes of its own.
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a five-node Redis Cluster and waits out a node timeout")
 	}

@@ -34,6 +34,9 @@ import (
 // done (deterministic ids recreate the lost ones), and nothing failed. It
 // logs the pause from the kill to the next job completed in Redis.
 func TestSentinelFailover(t *testing.T) {
+	// Mostly waiting (for the recovery sweep after asynq's 30 s lease): it
+	// runs beside the other failover test, each with Redis processes of its own.
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts five redis-server processes and waits out the recovery sweep")
 	}
