@@ -161,12 +161,12 @@ func TestQuoteUnquote(t *testing.T) {
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.quoted, quote(tt.in), tt.in)
-		assert.Equal(t, tt.in, unquote(tt.quoted), tt.quoted)
+		assert.Equal(t, tt.in, rest.Unquote(tt.quoted), tt.quoted)
 	}
 	// Python's unquote keeps malformed escapes and '+'.
-	assert.Equal(t, "50%", unquote("50%"))
-	assert.Equal(t, "%zz+1%4", unquote("%zz+1%4"))
-	assert.Equal(t, "a b", unquote("a%20b"))
+	assert.Equal(t, "50%", rest.Unquote("50%"))
+	assert.Equal(t, "%zz+1%4", rest.Unquote("%zz+1%4"))
+	assert.Equal(t, "a b", rest.Unquote("a%20b"))
 }
 
 func TestPropertyHeader(t *testing.T) {

@@ -30,10 +30,6 @@ const (
 // values; rest already implements exactly that for query strings.
 func quote(s string) string { return rest.QueryEscape(s) }
 
-// unquote undoes Plankton's quoting of names, descriptions and properties
-// (rest.Unquote).
-func unquote(s string) string { return rest.Unquote(s) }
-
 // pyBoolHeader is how Plankton and kamaki spell booleans in headers.
 func pyBoolHeader(b bool) string {
 	if b {
@@ -113,16 +109,16 @@ func decodeImageHeaders(h http.Header) (*Image, error) {
 		seen = true
 		v := vals[0]
 		if key, ok := strings.CutPrefix(ln, headerPropertyPrefix); ok {
-			img.Properties[strings.ReplaceAll(unquote(key), "-", "_")] = unquote(v)
+			img.Properties[strings.ReplaceAll(rest.Unquote(key), "-", "_")] = rest.Unquote(v)
 			continue
 		}
 		switch ln[len(headerMetaPrefix):] {
 		case "id":
 			img.ID = v
 		case "name":
-			img.Name = unquote(v)
+			img.Name = rest.Unquote(v)
 		case "description":
-			img.Description = unquote(v)
+			img.Description = rest.Unquote(v)
 		case "disk-format":
 			img.DiskFormat = v
 		case "container-format":

@@ -21,13 +21,10 @@ func (c *Client) pageSize() int {
 	return listPageSize
 }
 
-// unquote undoes the server's quoting of header values (rest.Unquote).
-func unquote(s string) string { return rest.Unquote(s) }
-
 // headerValue is a response header with the server's URL-quoting undone.
 // Pithos quotes every X-Account-/X-Container-/X-Object-/Content- value.
 func headerValue(h http.Header, key string) string {
-	return unquote(h.Get(key))
+	return rest.Unquote(h.Get(key))
 }
 
 // intHeader parses an integer header; a missing one is 0.
@@ -63,7 +60,7 @@ func metaHeaders(h http.Header, prefix string) map[string]string {
 		if !strings.HasPrefix(lk, lp) || len(lk) == len(lp) || len(vs) == 0 {
 			continue
 		}
-		out[strings.ToLower(unquote(k[len(lp):]))] = unquote(strings.Join(vs, ","))
+		out[strings.ToLower(rest.Unquote(k[len(lp):]))] = rest.Unquote(strings.Join(vs, ","))
 	}
 	return out
 }
