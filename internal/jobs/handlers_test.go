@@ -109,8 +109,8 @@ func newPipelineWith(t *testing.T, o pipelineOptions) *pipeline {
 	srv := asynq.NewServerFromRedisClient(p.enq.Waker.Client(rdb), asynq.Config{
 		Concurrency: 4, Queues: map[string]int{UploadQueue("n1"): 1, NodeQueue("n1"): 1, QueueSharedUpload: 1, QueueDefault: 1},
 		TaskCheckInterval: WakePollInterval,
-		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
-		IsFailure:      IsFailure, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc:    func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
+		IsFailure:         IsFailure, LogLevel: asynq.FatalLevel,
 	})
 	require.NoError(t, srv.Start(w2.Handler()))
 	t.Cleanup(srv.Shutdown)
