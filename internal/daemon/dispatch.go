@@ -36,7 +36,18 @@ type dispatcher struct {
 	// after a loss it waits to run it.
 	sweep              func(context.Context) error
 	recoverySweepDelay time.Duration
+
+	// uploadsQueued is when this dispatcher queued each image's new upload
+	// (see followedByUpload); only run's goroutine touches it.
+	uploadsQueued map[imageKey]time.Time
+	prunedAt      time.Time
 }
+
+type imageKey struct{ root, rel string }
+
+// uploadsQueuedMemory bounds how long a queued upload is remembered. It
+// only saves work: a metafile reported later is followed as usual.
+const uploadsQueuedMemory = 2 * time.Minute
 
 // redisCheckInterval is how often the dispatcher checks that Redis is
 // reachable (see watchRedis).
@@ -131,6 +142,7 @@ func (d *dispatcher) imageReady(ctx context.Context, e watch.ImageReady) {
 		log.Error("image cannot be uploaded", zap.Error(err))
 		return
 	}
+	at := time.Now()
 	out, err := d.enq.Enqueue(ctx, req)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
@@ -138,6 +150,9 @@ func (d *dispatcher) imageReady(ctx context.Context, e watch.ImageReady) {
 			log.Error("cannot enqueue upload", zap.Error(err))
 		}
 		return
+	}
+	if out == jobs.Enqueued {
+		d.uploadQueued(imageKey{e.Root, e.RelPath}, at)
 	}
 	log.Info("image ready", zap.String("task", req.ID), zap.String("outcome", string(out)), zap.Int64("size", e.Size))
 }
@@ -176,6 +191,10 @@ func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
 	}
 	for _, img := range images {
 		log := d.log.With(zap.String("root", img.Root), zap.String("path", img.RelPath), zap.String("metafile", e.RelPath))
+		if d.followedByUpload(e, img) {
+			log.Debug("metafile seen: the upload queued after it reads it")
+			continue
+		}
 		fu, err := jobs.FollowMetafiles(ctx, d.enq, d.catalog, facts(img))
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
@@ -194,6 +213,45 @@ func (d *dispatcher) metaChanged(ctx context.Context, e watch.MetaChanged) {
 			log.Debug("metafile seen: the image's work in hand follows it", zap.String("task", fu.Request.ID), zap.String("outcome", string(fu.Outcome)))
 		}
 	}
+}
+
+// uploadQueued notes that a new upload of the image was queued at (or
+// after) at, and forgets the notes older than uploadsQueuedMemory.
+func (d *dispatcher) uploadQueued(k imageKey, at time.Time) {
+	if d.uploadsQueued == nil {
+		d.uploadsQueued = map[imageKey]time.Time{}
+	}
+	if at.Sub(d.prunedAt) > uploadsQueuedMemory {
+		for k, t := range d.uploadsQueued {
+			if at.Sub(t) > uploadsQueuedMemory {
+				delete(d.uploadsQueued, k)
+			}
+		}
+		d.prunedAt = at
+	}
+	d.uploadsQueued[k] = at
+}
+
+// followedByUpload reports whether the metafile change e needs nothing done
+// for img: this dispatcher queued a new upload of img after the metafile
+// became what e reports, and that upload's registration reads the metafiles
+// when it runs, later still. An image and its metafile dropped together are
+// the common case, and following the metafile then only costs Redis round
+// trips that find the upload queued (see jobs.FollowMetafiles). A removal
+// is always followed.
+func (d *dispatcher) followedByUpload(e watch.MetaChanged, img watch.ImageReady) bool {
+	if e.Removed || e.Since.IsZero() {
+		return false
+	}
+	k := imageKey{img.Root, img.RelPath}
+	at, ok := d.uploadsQueued[k]
+	if !ok || !at.After(e.Since) {
+		return false
+	}
+	if !e.Template {
+		delete(d.uploadsQueued, k) // its one metafile is followed now
+	}
+	return true
 }
 
 // watchRedis re-derives all work from the watched folders once Redis is

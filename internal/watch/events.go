@@ -45,6 +45,10 @@ type MetaChanged struct {
 	Template bool
 	Affects  string
 	Removed  bool
+	// Since is when the watcher first saw the metafile as it is reported:
+	// every write that made it so came before. Whatever reads it after Since
+	// reads this content.
+	Since time.Time
 }
 
 // AffectsImage reports whether the image at relPath is affected.

@@ -326,9 +326,9 @@ func (w *Watcher) removeFile(r *rootState, fst *fileState) {
 
 func metaChanged(r *rootState, fst *fileState) MetaChanged {
 	if fst.kind == KindTemplate {
-		return MetaChanged{Root: r.dir, RelPath: fst.rel, Template: true, Affects: parentDir(fst.rel)}
+		return MetaChanged{Root: r.dir, RelPath: fst.rel, Template: true, Affects: parentDir(fst.rel), Since: fst.obsSince}
 	}
-	return MetaChanged{Root: r.dir, RelPath: fst.rel, Affects: strings.TrimSuffix(fst.rel, MetaSuffix)}
+	return MetaChanged{Root: r.dir, RelPath: fst.rel, Affects: strings.TrimSuffix(fst.rel, MetaSuffix), Since: fst.obsSince}
 }
 
 // reportErr sends an Error event unless the same problem was already

@@ -32,6 +32,7 @@ type fileState struct {
 	rel        string
 	kind       Kind
 	obs        sig       // last observed
+	obsSince   time.Time // when obs was first observed: every write that made it came before
 	reported   *sig      // last reported; nil if never
 	due        time.Time // when obs will have been stable for Settle
 	queued     bool      // has an entry in the due heap
@@ -53,7 +54,7 @@ func sortFiles(fss []*fileState) {
 func (w *Watcher) observe(r *rootState, rel string, k Kind, s sig) {
 	fst := r.files[rel]
 	if fst == nil {
-		fst = &fileState{rel: rel, kind: k, obs: s}
+		fst = &fileState{rel: rel, kind: k, obs: s, obsSince: time.Now()}
 		r.files[rel] = fst
 		fst.gen = r.gen
 		w.schedule(r, fst, w.settle)
@@ -61,7 +62,7 @@ func (w *Watcher) observe(r *rootState, rel string, k Kind, s sig) {
 	}
 	fst.gen = r.gen
 	if s != fst.obs {
-		fst.obs = s
+		fst.obs, fst.obsSince = s, time.Now()
 		w.schedule(r, fst, w.settle)
 		return
 	}
@@ -120,7 +121,7 @@ func (w *Watcher) check(r *rootState, fst *fileState) {
 	}
 	s := sigOf(e.Info)
 	if s != fst.obs {
-		fst.obs = s
+		fst.obs, fst.obsSince = s, time.Now()
 		w.schedule(r, fst, w.settle)
 		return
 	}

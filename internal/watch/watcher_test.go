@@ -271,14 +271,18 @@ func TestMetafiles(t *testing.T) {
 		{Root: dir, RelPath: "_template.meta", Template: true, Affects: ""},
 		{Root: dir, RelPath: "a/_template.meta", Template: true, Affects: "a"},
 		{Root: dir, RelPath: "a/x.diskdump.meta", Affects: "a/x.diskdump"},
-	}, only[MetaChanged](evs))
+	}, withoutSince(t, only[MetaChanged](evs)))
 
 	// An editor's atomic save: temp file, then rename over the template.
+	beforeSave := time.Now()
 	write(t, filepath.Join(dir, "a", "_template.meta.tmp"), `{"properties":{"OS":"linux"}}`)
 	require.NoError(t, os.Rename(filepath.Join(dir, "a", "_template.meta.tmp"), filepath.Join(dir, "a", "_template.meta")))
 	evs = h.waitFor("template change", func(evs []stamped) bool { return len(only[MetaChanged](evs)) == 4 })
 	tm := only[MetaChanged](evs)[3]
-	assert.Equal(t, MetaChanged{Root: dir, RelPath: "a/_template.meta", Template: true, Affects: "a"}, tm)
+	// Since: the save came before it, and it is one settle before the report.
+	assert.True(t, tm.Since.After(beforeSave), "since %v, save at %v", tm.Since, beforeSave)
+	assert.True(t, tm.Since.Before(evs[len(evs)-1].at), "since %v, reported at %v", tm.Since, evs[len(evs)-1].at)
+	assert.Equal(t, MetaChanged{Root: dir, RelPath: "a/_template.meta", Template: true, Affects: "a"}, withoutSince(t, []MetaChanged{tm})[0])
 	assert.True(t, tm.AffectsImage("a/x.diskdump"))
 	assert.True(t, tm.AffectsImage("a/deeper/y.diskdump"))
 	assert.False(t, tm.AffectsImage("ab/y.diskdump"))
@@ -288,15 +292,28 @@ func TestMetafiles(t *testing.T) {
 	write(t, filepath.Join(dir, "b.diskdump.meta"), `{}`)
 	evs = h.waitFor("new metafile", func(evs []stamped) bool { return len(only[MetaChanged](evs)) == 5 })
 	mm := only[MetaChanged](evs)[4]
-	assert.Equal(t, MetaChanged{Root: dir, RelPath: "b.diskdump.meta", Affects: "b.diskdump"}, mm)
+	assert.Equal(t, MetaChanged{Root: dir, RelPath: "b.diskdump.meta", Affects: "b.diskdump"}, withoutSince(t, []MetaChanged{mm})[0])
 	assert.True(t, mm.AffectsImage("b.diskdump"))
 	assert.False(t, mm.AffectsImage("a/x.diskdump"))
 
 	require.NoError(t, os.Remove(filepath.Join(dir, "a", "x.diskdump.meta")))
 	evs = h.waitFor("metafile removed", func(evs []stamped) bool { return len(only[MetaChanged](evs)) == 6 })
-	assert.Equal(t, MetaChanged{Root: dir, RelPath: "a/x.diskdump.meta", Affects: "a/x.diskdump", Removed: true}, only[MetaChanged](evs)[5])
+	assert.Equal(t, MetaChanged{Root: dir, RelPath: "a/x.diskdump.meta", Affects: "a/x.diskdump", Removed: true}, withoutSince(t, only[MetaChanged](evs)[5:])[0])
 	// Metafile changes never re-report the image.
 	assert.Len(t, readyFor(evs, "a/x.diskdump"), 1)
+}
+
+// withoutSince checks that each event says since when the metafile was as
+// reported, and drops that time for comparisons.
+func withoutSince(t *testing.T, evs []MetaChanged) []MetaChanged {
+	t.Helper()
+	out := make([]MetaChanged, len(evs))
+	for i, e := range evs {
+		assert.False(t, e.Since.IsZero(), "%s: no Since", e.RelPath)
+		e.Since = time.Time{}
+		out[i] = e
+	}
+	return out
 }
 
 func TestRemoval(t *testing.T) {
@@ -582,7 +599,7 @@ func TestOddNames(t *testing.T) {
 		_, err := os.Stat(r.AbsPath)
 		assert.NoError(t, err)
 	}
-	assert.Equal(t, MetaChanged{Root: dir, RelPath: meta, Affects: "sub dir #%?/ü nested.diskdump"}, only[MetaChanged](evs)[0])
+	assert.Equal(t, MetaChanged{Root: dir, RelPath: meta, Affects: "sub dir #%?/ü nested.diskdump"}, withoutSince(t, only[MetaChanged](evs))[0])
 	assert.Empty(t, only[Error](evs))
 }
 
