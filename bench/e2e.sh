@@ -39,78 +39,29 @@ UUID=bench0000-0000-4000-8000-000000000004
 TOKEN=bench-token-$RANDOM$RANDOM$RANDOM
 SANDBOX_PID= SYNCD_PID= REDIS_PID= SANDBOX_DATA_DIR=
 
-log() { printf '%s\n' "$*" >&2; }
+. "$ROOT/bench/lib.sh"
 
 stop_syncd() {
 	if [[ -n $SYNCD_PID ]]; then
-		kill "$SYNCD_PID" 2>/dev/null || true
-		wait "$SYNCD_PID" 2>/dev/null || true
+		stop_pids "$SYNCD_PID"
 		SYNCD_PID=
 	fi
 }
 
-cpu() { # CPU seconds (user+system) a process has used
-	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
-}
 per_gib() { awk -v c="$1" -v mb="$SIZE_MB" 'BEGIN { printf "%.2f", c * 1024 / mb }'; }
-
-stop_sandbox() {
-	if [[ -n $SANDBOX_PID ]]; then
-		SANDBOX_CPU=$(cpu "$SANDBOX_PID")
-		kill "$SANDBOX_PID" 2>/dev/null || true
-		wait "$SANDBOX_PID" 2>/dev/null || true
-		SANDBOX_PID=
-	fi
-	if [[ -n $SANDBOX_DATA_DIR ]]; then
-		rm -rf "$SANDBOX_DATA_DIR"
-		SANDBOX_DATA_DIR=
-	fi
-}
 
 cleanup() {
 	stop_syncd
 	stop_sandbox
-	if [[ -n $REDIS_PID ]]; then
-		kill "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
-	fi
+	stop_pids $REDIS_PID
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-BIN=${BIN_DIR:-}
-if [[ -z $BIN ]]; then
-	BIN=$WORK/bin
-	log "== building (into $BIN)"
-	(cd "$ROOT" && go build -o "$BIN/snf-sandbox" ./cmd/snf-sandbox && go build -o "$BIN/syncd" ./cmd/syncd &&
-		go build -o "$BIN/upload" ./bench/cmd/upload)
-fi
-
+BIN=${BIN_DIR:-$WORK/bin}
+build ./cmd/snf-sandbox ./cmd/syncd ./bench/cmd/upload
 PUT_UPLOAD=${PUT_UPLOAD:-$BIN/upload}
-
-# start_sandbox: a sandbox with a fresh data dir; sets BASE and URL.
-start_sandbox() {
-	stop_sandbox
-	sync # the previous sandbox's blocks must not be written back meanwhile
-	SANDBOX_DATA_DIR=$(mktemp -d "$DATA_ROOT/sandbox-data.XXXXXX")
-	"$BIN/snf-sandbox" --listen 127.0.0.1:0 --data "$SANDBOX_DATA_DIR" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
-	SANDBOX_PID=$!
-	BASE=
-	for _ in $(seq 100); do
-		BASE=$(sed -n 's/^snf-sandbox listening on \(http:[^ ]*\).*/\1/p' "$WORK/sandbox.log")
-		[[ -n $BASE ]] && break
-		sleep 0.1
-	done
-	[[ -n $BASE ]] || { cat "$WORK/sandbox.log" >&2; log "sandbox did not start"; exit 1; }
-	URL=$BASE/object-store/v1
-}
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping >/dev/null
+start_redis
 
 FILE=$WORK/bench-$SIZE_MB.diskdump
 log "== creating a $SIZE_MB MiB random file in $TMP"
@@ -120,25 +71,6 @@ BYTES=$((SIZE_MB << 20))
 field() { jq -r ".$1" <<<"$2"; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
 mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
-
-calls() { # total Redis commands so far, not counting INFO itself
-	redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' |
-		awk -F'[:,=]' '/^cmdstat_/ && $1 != "cmdstat_info" { for (i = 2; i <= NF; i++) if ($i == "calls") s += $(i + 1) } END { print s + 0 }'
-}
-
-# hops LOG: the seconds each job queued by another job waited to start: the
-# "hop" of its "job done" line, or, for a syncd that does not log it, its
-# start ("job done" minus "took") minus the "… queued" line naming it.
-hops() {
-	jq -rs '
-		(map(select(.msg == "registration queued" or .msg == "publish queued") | {key: .task, value: .ts}) | from_entries) as $queued
-		| .[] | select(.msg == "job done" and (.type == "image:register" or .type == "image:publish"))
-		| if .hop != null then .hop
-		  elif $queued[.job] != null then
-			((.ts | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + (.ts | capture("(?<f>\\.[0-9]+)Z$").f | tonumber) - .took)
-			- (($queued[.job] | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + ($queued[.job] | capture("(?<f>\\.[0-9]+)Z$").f | tonumber))
-		  else empty end' "$1"
-}
 
 WATCH=$WORK/images
 CONFIG=$WORK/syncd.yaml
@@ -152,36 +84,17 @@ run_syncd() {
 	local n=$1
 	rm -rf "$WATCH" "$WORK/state" && mkdir -p "$WATCH" "$WORK/state"
 	redis-cli -p "$REDIS_PORT" flushall >/dev/null
-	cat >"$CONFIG" <<EOF
-node: bench-e2e
-cloud:
-  auth_url: $BASE/identity/v2.0
-  token: $TOKEN
-redis:
-  addr: 127.0.0.1:$REDIS_PORT
-state_dir: $WORK/state
-settle: $SETTLE
-http:
-  listen: 127.0.0.1:0
-watch:
-  - dir: $WATCH
-    container: images
-EOF
-	chmod 600 "$CONFIG"
+	write_syncd_config "$CONFIG" bench-e2e "$SETTLE" "addr: 127.0.0.1:$REDIS_PORT"
 	"$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd-$n.log" &
 	SYNCD_PID=$!
-	for _ in $(seq 300); do
-		grep -q '"syncd running"' "$WORK/syncd-$n.log" 2>/dev/null && break
-		kill -0 "$SYNCD_PID" 2>/dev/null || { cat "$WORK/syncd-$n.log" >&2; log "syncd exited"; exit 1; }
-		sleep 0.1
-	done
+	wait_syncd_running "$WORK/syncd-$n.log" "$SYNCD_PID"
 	if [[ $IDLE_OPS == - ]]; then
 		log "== idle daemon: Redis commands over ${IDLE_SECS}s"
 		sleep 2
 		local i0 i1
-		i0=$(calls)
+		i0=$(redis_calls)
 		sleep "$IDLE_SECS"
-		i1=$(calls)
+		i1=$(redis_calls)
 		IDLE_OPS=$(awk -v a="$i0" -v b="$i1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
 	fi
 	local c0
@@ -243,7 +156,6 @@ for run in $(seq "$RUNS"); do
 done
 
 HOPS=$(sort -g "$WORK/hops")
-pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] * 1000 }'; }
 HOP_N=$(grep -c . <<<"$HOPS" || true)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 cat <<EOF

@@ -34,42 +34,14 @@ TOKEN=bench-token-$RANDOM$RANDOM
 SANDBOX_PID=
 SANDBOX_DATA_DIR=
 
+. "$ROOT/bench/lib.sh"
+BIN=$WORK
+
 cleanup() {
 	stop_sandbox
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-log() { printf '%s\n' "$*" >&2; }
-
-stop_sandbox() {
-	if [[ -n $SANDBOX_PID ]]; then
-		kill "$SANDBOX_PID" 2>/dev/null || true
-		wait "$SANDBOX_PID" 2>/dev/null || true
-		SANDBOX_PID=
-	fi
-	if [[ -n $SANDBOX_DATA_DIR ]]; then
-		rm -rf "$SANDBOX_DATA_DIR"
-		SANDBOX_DATA_DIR=
-	fi
-}
-
-# start_sandbox: a sandbox with a fresh data dir; sets URL.
-start_sandbox() {
-	stop_sandbox
-	sync # the previous sandbox's blocks must not be written back meanwhile
-	SANDBOX_DATA_DIR=$(mktemp -d "$DATA_ROOT/sandbox-data.XXXXXX")
-	"$WORK/snf-sandbox" --listen 127.0.0.1:0 --data "$SANDBOX_DATA_DIR" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
-	SANDBOX_PID=$!
-	local base=
-	for _ in $(seq 100); do
-		base=$(sed -n 's/^snf-sandbox listening on \(http:[^ ]*\).*/\1/p' "$WORK/sandbox.log")
-		[[ -n $base ]] && break
-		sleep 0.1
-	done
-	[[ -n $base ]] || { cat "$WORK/sandbox.log" >&2; log "sandbox did not start"; exit 1; }
-	URL=$base/object-store/v1
-}
 
 # upload FILE OBJECT [extra flags…]: prints the upload command's JSON line.
 upload() {
@@ -83,9 +55,7 @@ now() { date +%s.%N; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == ">=") ? v >= t : (op == "<=" ? v <= t : v < t); print ok ? "PASS" : "FAIL" }'; }
 
-log "== building (into $WORK)"
-(cd "$ROOT" && go build -o "$WORK/snf-sandbox" ./cmd/snf-sandbox && go build -o "$WORK/upload" ./bench/cmd/upload &&
-	go build -o "$WORK/syncd" ./cmd/syncd)
+build ./cmd/snf-sandbox ./cmd/syncd ./bench/cmd/upload
 
 FILE=$WORK/bench-$SIZE_MB.diskdump
 log "== creating a $SIZE_MB MiB random file"
@@ -158,11 +128,7 @@ B_RATIO_SUM=$(ratio "$B_MBPS" "$SHASUM_MBPS")
 RSS_LINE="(d) peak RSS: skipped (RSS_MB=0)"
 SYNCD_LINE="(e) syncd peak RSS: skipped (RSS_MB=0 or SYNCD_RSS=0)"
 if ((RSS_MB > 0)); then
-	TIME=/usr/bin/time
-	if [[ ! -x $TIME ]]; then
-		log "== installing GNU time"
-		apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
-	fi
+	need_gnu_time
 	rm -f "$FILE" # make room
 	BIG=$WORK/bench-$RSS_MB.diskdump
 	log "== creating a $RSS_MB MiB random file"

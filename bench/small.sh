@@ -34,64 +34,25 @@ UUID=bench0000-0000-4000-8000-000000000003
 TOKEN=bench-token-$RANDOM$RANDOM$RANDOM
 SANDBOX_PID= SYNCD_PID= REDIS_PID= STATUS_PID= SANDBOX_DATA_DIR=
 
-log() { printf '%s\n' "$*" >&2; }
+. "$ROOT/bench/lib.sh"
 
 cleanup() {
-	for p in $STATUS_PID $SYNCD_PID $SANDBOX_PID $REDIS_PID; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	[[ -n $SANDBOX_DATA_DIR ]] && rm -rf "$SANDBOX_DATA_DIR"
+	stop_pids $STATUS_PID $SYNCD_PID
+	stop_sandbox
+	stop_pids $REDIS_PID
 	if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-BIN=${BIN_DIR:-}
-if [[ -z $BIN ]]; then
-	BIN=$WORK/bin
-	log "== building (into $BIN)"
-	(cd "$ROOT" && go build -o "$BIN/snf-sandbox" ./cmd/snf-sandbox && go build -o "$BIN/syncd" ./cmd/syncd &&
-		go build -o "$BIN/syncctl" ./cmd/syncctl)
-fi
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping >/dev/null
-
-SANDBOX_DATA_DIR=$(mktemp -d "$DATA_ROOT/sandbox-data.XXXXXX")
-"$BIN/snf-sandbox" --listen 127.0.0.1:0 --data "$SANDBOX_DATA_DIR" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
-SANDBOX_PID=$!
-BASE=
-for _ in $(seq 100); do
-	BASE=$(sed -n 's/^snf-sandbox listening on \(http:[^ ]*\).*/\1/p' "$WORK/sandbox.log")
-	[[ -n $BASE ]] && break
-	sleep 0.1
-done
-[[ -n $BASE ]] || { cat "$WORK/sandbox.log" >&2; log "sandbox did not start"; exit 1; }
+BIN=${BIN_DIR:-$WORK/bin}
+build ./cmd/snf-sandbox ./cmd/syncd ./cmd/syncctl
+start_redis
+start_sandbox
 
 WATCH=$WORK/images
 mkdir -p "$WATCH" "$WORK/state"
 CONFIG=$WORK/syncd.yaml
-cat >"$CONFIG" <<EOF
-node: bench-small
-cloud:
-  auth_url: $BASE/identity/v2.0
-  token: $TOKEN
-redis:
-  addr: 127.0.0.1:$REDIS_PORT
-state_dir: $WORK/state
-settle: 1s
-http:
-  listen: 127.0.0.1:0
-watch:
-  - dir: $WATCH
-    container: images
-EOF
-chmod 600 "$CONFIG"
+write_syncd_config "$CONFIG" bench-small "1s" "addr: 127.0.0.1:$REDIS_PORT"
 
 log "== staging $COUNT images of $SIZE_KB KiB, each with a metafile"
 STAGE=$WORK/staging/batch
@@ -106,23 +67,15 @@ sync
 
 "$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd.log" &
 SYNCD_PID=$!
-for _ in $(seq 300); do
-	grep -q '"syncd running"' "$WORK/syncd.log" 2>/dev/null && break
-	kill -0 "$SYNCD_PID" 2>/dev/null || { cat "$WORK/syncd.log" >&2; log "syncd exited"; exit 1; }
-	sleep 0.1
-done
+wait_syncd_running "$WORK/syncd.log" "$SYNCD_PID"
 METRICS=$(grep '"syncd running"' "$WORK/syncd.log" | head -1 | jq -r .metrics)
 [[ -n $METRICS && $METRICS != null ]] || { cat "$WORK/syncd.log" >&2; log "syncd did not start"; exit 1; }
 
-calls() { # total Redis commands so far, not counting INFO itself
-	redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' |
-		awk -F'[:,=]' '/^cmdstat_/ && $1 != "cmdstat_info" { for (i = 2; i <= NF; i++) if ($i == "calls") s += $(i + 1) } END { print s + 0 }'
-}
 log "== idle daemon: Redis commands over ${IDLE_SECS}s"
 sleep 2
-I0=$(calls)
+I0=$(redis_calls)
 sleep "$IDLE_SECS"
-I1=$(calls)
+I1=$(redis_calls)
 IDLE_OPS=$(awk -v a="$I0" -v b="$I1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / s }')
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 
@@ -154,9 +107,6 @@ return 0' 0 "$((3 * COUNT))"
 ) &
 STATUS_PID=$!
 
-cpu() { # CPU seconds (user+system) a process has used
-	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
-}
 C0_SYNCD=$(cpu "$SYNCD_PID") C0_SANDBOX=$(cpu "$SANDBOX_PID") C0_REDIS=$(cpu "$REDIS_PID")
 sandbox_requests() { curl -fsS "$BASE/_sandbox/stats" | jq .requests; }
 R0=$(sandbox_requests)
@@ -197,22 +147,7 @@ STATUS_N=$(grep -c '^[0-9]' "$WORK/status.times" 2>/dev/null || echo 0)
 STATUS_MAX=$(awk '$1 ~ /^[0-9.]+$/ { d = $1 * 1000; if (d > m) m = d } END { printf "%.0f", m }' "$WORK/status.times" 2>/dev/null || echo -)
 STATUS_CPU=$(awk '$1 ~ /^[0-9.]+$/ { c = ($2 + $3) * 1000; if (c > m) m = c } END { printf "%.0f", m }' "$WORK/status.times" 2>/dev/null || echo -)
 STATUS_FAILS=$(grep -c 'status failed' "$WORK/status.err" 2>/dev/null || true)
-# hops LOG: the seconds each job queued by another job waited to start: the
-# "hop" of its "job done" line, or, for a syncd that does not log it, its
-# start ("job done" minus "took") minus the "… queued" line naming it.
-hops() {
-	jq -rs '
-		(map(select(.msg == "registration queued" or .msg == "publish queued") | {key: .task, value: .ts}) | from_entries) as $queued
-		| .[] | select(.msg == "job done" and (.type == "image:register" or .type == "image:publish"))
-		| if .hop != null then .hop
-		  elif $queued[.job] != null then
-			((.ts | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + (.ts | capture("(?<f>\\.[0-9]+)Z$").f | tonumber) - .took)
-			- (($queued[.job] | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) + ($queued[.job] | capture("(?<f>\\.[0-9]+)Z$").f | tonumber))
-		  else empty end' "$1"
-}
-
 HOPS=$(hops "$WORK/syncd.log" | sort -g || true)
-pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] * 1000 }'; }
 HOP_N=$(grep -c . <<<"$HOPS" || true)
 HOP_P50=$(pct 50 <<<"$HOPS")
 HOP_P99=$(pct 99 <<<"$HOPS")

@@ -31,39 +31,21 @@ UUID=bench0000-0000-4000-8000-000000000002
 TOKEN=bench-token-$RANDOM$RANDOM$RANDOM
 SANDBOX_PID= TIME_PID= SYNCD_PID= SANDBOX_DATA_DIR=
 
-log() { printf '%s\n' "$*" >&2; }
+. "$ROOT/bench/lib.sh"
 
 cleanup() {
 	if [[ -n $SYNCD_PID ]]; then kill "$SYNCD_PID" 2>/dev/null || true; fi
 	if [[ -n $TIME_PID ]]; then wait "$TIME_PID" 2>/dev/null || true; fi
-	if [[ -n $SANDBOX_PID ]]; then
-		kill "$SANDBOX_PID" 2>/dev/null || true
-		wait "$SANDBOX_PID" 2>/dev/null || true
-	fi
-	[[ -n $SANDBOX_DATA_DIR ]] && rm -rf "$SANDBOX_DATA_DIR"
+	stop_sandbox
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-TIME=/usr/bin/time
-if [[ ! -x $TIME ]]; then
-	log "== installing GNU time"
-	apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
-fi
-
-BIN=${BIN_DIR:-}
-if [[ -z $BIN || ! -x $BIN/snf-sandbox ]]; then
-	BIN=$WORK
-	log "== building snf-sandbox (into $BIN)"
-	(cd "$ROOT" && go build -o "$BIN/snf-sandbox" ./cmd/snf-sandbox)
-fi
-if [[ ! -x $BIN/syncd ]]; then
-	log "== building syncd (into $BIN)"
-	(cd "$ROOT" && go build -o "$BIN/syncd" ./cmd/syncd)
-fi
+need_gnu_time
+BIN=${BIN_DIR:-$WORK}
+build ./cmd/snf-sandbox ./cmd/syncd
 
 WATCH=$WORK/images
-mkdir -p "$WATCH" "$WORK/state"
 NAME=rss-$RSS_MB.diskdump
 if [[ -n ${IMAGE:-} ]]; then
 	SRC=$IMAGE
@@ -75,49 +57,15 @@ else
 	sync
 fi
 
-SANDBOX_DATA_DIR=$(mktemp -d "$DATA_ROOT/sandbox-data.XXXXXX")
-"$BIN/snf-sandbox" --listen 127.0.0.1:0 --data "$SANDBOX_DATA_DIR" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
-SANDBOX_PID=$!
-BASE=
-for _ in $(seq 100); do
-	BASE=$(sed -n 's/^snf-sandbox listening on \(http:[^ ]*\).*/\1/p' "$WORK/sandbox.log")
-	[[ -n $BASE ]] && break
-	sleep 0.1
-done
-[[ -n $BASE ]] || { cat "$WORK/sandbox.log" >&2; log "sandbox did not start"; exit 1; }
-
+start_sandbox
 CONFIG=$WORK/syncd.yaml
 # redis.embedded_listen and http.listen on port 0: the kernel picks free
 # ports, so this never collides with a running syncd or another benchmark.
-cat >"$CONFIG" <<EOF
-node: bench-rss
-cloud:
-  auth_url: $BASE/identity/v2.0
-  token: $TOKEN
-redis:
-  addr: embedded
-  embedded_listen: 127.0.0.1:0
-state_dir: $WORK/state
-settle: 1s
-http:
-  listen: 127.0.0.1:0
-watch:
-  - dir: $WATCH
-    container: images
-EOF
-chmod 600 "$CONFIG"
+write_syncd_config "$CONFIG" bench-rss 1s "addr: embedded
+  embedded_listen: 127.0.0.1:0"
 
 log "== starting syncd under $TIME -v"
-"$TIME" -v -o "$WORK/time.txt" "$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd.log" &
-TIME_PID=$!
-# SIGTERM must reach syncd itself (GNU time would die of it): syncd is the
-# child of this time process.
-for _ in $(seq 100); do
-	SYNCD_PID=$(pgrep -P "$TIME_PID" || true)
-	[[ -n $SYNCD_PID ]] && grep -q '"syncd running"' "$WORK/syncd.log" && break
-	sleep 0.1
-done
-grep -q '"syncd running"' "$WORK/syncd.log" || { cat "$WORK/syncd.log" >&2; log "syncd did not start"; exit 1; }
+start_syncd_timed "$CONFIG" "$WORK/syncd.log"
 
 images() { curl -fsS -H "X-Auth-Token: $TOKEN" "$BASE/image/v1.0/images/detail"; }
 
@@ -142,12 +90,7 @@ UPLOADED=$(grep '"image uploaded"' "$WORK/syncd.log" | head -1)
 log "$UPLOADED"
 UP_MBPS=$(jq -r --argjson b "$((RSS_MB << 20))" '$b / 1e6 / .took | floor' <<<"$UPLOADED")
 
-kill -TERM "$SYNCD_PID"
-wait "$TIME_PID" || log "syncd exited with status $? after SIGTERM"
-TIME_PID= SYNCD_PID=
-RSS_KB=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$WORK/time.txt")
-[[ -n $RSS_KB ]] || { cat "$WORK/time.txt" >&2; log "no RSS figure"; exit 1; }
-RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+stop_syncd_timed
 OK=$(awk -v v="$RSS_MIB" 'BEGIN { print (v <= 100) ? "PASS" : "FAIL" }')
 printf '(e) syncd peak RSS, %d MiB image:        %8s MiB   (upload %s MB/s, drop to registered %ss)   target <= 100 MiB  %s\n' \
 	"$RSS_MB" "$RSS_MIB" "$UP_MBPS" "$SECS" "$OK"

@@ -26,34 +26,25 @@ HOLD=${HOLD:-30}
 if [[ -z ${BENCH_TMP:-} && -d /dev/shm ]]; then BENCH_TMP=/dev/shm; fi
 TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 WORK=$(mktemp -d "$TMP/imagesync-rss-files.XXXXXX")
+DATA_ROOT=$WORK
 UUID=bench0000-0000-4000-8000-000000000003
 TOKEN=bench-token-$RANDOM$RANDOM$RANDOM
-SANDBOX_PID= TIME_PID= SYNCD_PID= REDIS_PID=
+SANDBOX_PID= TIME_PID= SYNCD_PID= REDIS_PID= SANDBOX_DATA_DIR=
 
-log() { printf '%s\n' "$*" >&2; }
+. "$ROOT/bench/lib.sh"
 
 cleanup() {
 	if [[ -n $SYNCD_PID ]]; then kill "$SYNCD_PID" 2>/dev/null || true; fi
 	if [[ -n $TIME_PID ]]; then wait "$TIME_PID" 2>/dev/null || true; fi
-	for pid in $SANDBOX_PID $REDIS_PID; do
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop_sandbox
+	stop_pids $REDIS_PID
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-TIME=/usr/bin/time
-if [[ ! -x $TIME ]]; then
-	log "== installing GNU time"
-	apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
-fi
-BIN=${BIN_DIR:-}
-if [[ -z $BIN || ! -x $BIN/snf-sandbox || ! -x $BIN/syncd ]]; then
-	BIN=$WORK/bin
-	log "== building snf-sandbox and syncd (into $BIN)"
-	(cd "$ROOT" && go build -o "$BIN/" ./cmd/snf-sandbox ./cmd/syncd)
-fi
+need_gnu_time
+BIN=${BIN_DIR:-$WORK/bin}
+build ./cmd/snf-sandbox ./cmd/syncd
 
 WATCH=$WORK/images
 log "== creating $FILES files (*$SUFFIX) under $WATCH"
@@ -67,56 +58,19 @@ for i in range(n):
         f.write(b"x")
 EOF
 
-mkdir -p "$WORK/sandbox" "$WORK/state"
-chmod 700 "$WORK/state"
-"$BIN/snf-sandbox" --listen 127.0.0.1:0 --data "$WORK/sandbox" --user "bench:$UUID:$TOKEN" >"$WORK/sandbox.log" 2>&1 &
-SANDBOX_PID=$!
-BASE=
-for _ in $(seq 100); do
-	BASE=$(sed -n 's/^snf-sandbox listening on \(http:[^ ]*\).*/\1/p' "$WORK/sandbox.log")
-	[[ -n $BASE ]] && break
-	sleep 0.1
-done
-[[ -n $BASE ]] || { cat "$WORK/sandbox.log" >&2; log "sandbox did not start"; exit 1; }
-
+start_sandbox
 REDIS_CFG="addr: embedded
   embedded_listen: 127.0.0.1:0"
 if [[ $REDIS == server ]]; then
-	PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-	REDIS_PID=$!
-	for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-	REDIS_CFG="addr: 127.0.0.1:$PORT"
+	start_redis
+	REDIS_CFG="addr: 127.0.0.1:$REDIS_PORT"
 fi
-
 CONFIG=$WORK/syncd.yaml
-cat >"$CONFIG" <<EOF
-node: bench-files
-cloud:
-  auth_url: $BASE/identity/v2.0
-  token: $TOKEN
-redis:
-  $REDIS_CFG
-state_dir: $WORK/state
-settle: 1s
-http:
-  listen: 127.0.0.1:0
-watch:
-  - dir: $WATCH
-    container: images
-EOF
-chmod 600 "$CONFIG"
+write_syncd_config "$CONFIG" bench-files 1s "$REDIS_CFG"
 
 log "== starting syncd under $TIME -v (redis: $REDIS)"
 T0=$(date +%s.%N)
-"$TIME" -v -o "$WORK/time.txt" "$BIN/syncd" --config "$CONFIG" 2>"$WORK/syncd.log" &
-TIME_PID=$!
-for _ in $(seq 600); do
-	SYNCD_PID=$(pgrep -P "$TIME_PID" || true)
-	[[ -n $SYNCD_PID ]] && grep -q '"syncd running"' "$WORK/syncd.log" && break
-	sleep 0.1
-done
-grep -q '"syncd running"' "$WORK/syncd.log" || { tail "$WORK/syncd.log" >&2; log "syncd did not start"; exit 1; }
+start_syncd_timed "$CONFIG" "$WORK/syncd.log"
 
 if [[ $SUFFIX == .diskdump ]]; then
 	log "== waiting for an upload to be queued for each of the $FILES images"
@@ -133,11 +87,6 @@ SECS=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.0f", b - a }')
 log "== all queued after ${SECS}s; letting syncd work ${HOLD}s more"
 sleep "$HOLD"
 DONE=$(grep -c '"image uploaded"' "$WORK/syncd.log" || true)
-kill -TERM "$SYNCD_PID"
-wait "$TIME_PID" || log "syncd exited with status $? after SIGTERM"
-TIME_PID= SYNCD_PID=
-RSS_KB=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$WORK/time.txt")
-[[ -n $RSS_KB ]] || { cat "$WORK/time.txt" >&2; log "no RSS figure"; exit 1; }
-RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+stop_syncd_timed
 printf '(g) syncd peak RSS, %d files (*%s, redis %s): %8s MiB   (start to all queued %ss; %d uploads done by SIGTERM)\n' \
 	"$FILES" "$SUFFIX" "$REDIS" "$RSS_MIB" "$SECS" "$DONE"
