@@ -314,16 +314,11 @@ func (s *Handler) containerGet(w http.ResponseWriter, r *http.Request, acct, con
 		return
 	}
 	if ser == "text" {
-		if len(items) == 0 {
-			respond(w, r, http.StatusNoContent, wire.TextType, nil)
-			return
+		names := make([]string, len(items))
+		for i, it := range items {
+			names[i] = it.Name
 		}
-		var b strings.Builder
-		for _, it := range items {
-			b.WriteString(it.Name)
-			b.WriteByte('\n')
-		}
-		respond(w, r, http.StatusOK, wire.TextType, []byte(b.String()))
+		respondNames(w, r, names)
 		return
 	}
 	out := make([]any, 0, len(items))
@@ -374,11 +369,7 @@ func (s *Handler) containerGet(w http.ResponseWriter, r *http.Request, acct, con
 		xb.WriteString("  </object>\n")
 	}
 	xb.WriteString("</container>\n")
-	if ser == "xml" {
-		respond(w, r, http.StatusOK, wire.XMLType, xb.Bytes())
-		return
-	}
-	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(out))
+	respondListing(w, r, ser, xb.Bytes(), out)
 }
 
 // sharingValue renders X-Object-Sharing: "read=a,b; write=c".

@@ -544,11 +544,7 @@ func (s *Handler) pithosTop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ser == "text" {
-		if len(accts) == 0 {
-			respond(w, r, http.StatusNoContent, wire.TextType, nil)
-			return
-		}
-		respond(w, r, http.StatusOK, wire.TextType, []byte(strings.Join(accts, "\n")+"\n"))
+		respondNames(w, r, accts)
 		return
 	}
 	items := make([]any, 0, len(accts))
@@ -563,8 +559,23 @@ func (s *Handler) pithosTop(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&xb, "  <account>\n    <name>%s</name>\n    <last_modified>%s</last_modified>\n  </account>\n", html.EscapeString(a), isoformat(info.Mtime))
 	}
 	xb.WriteString("</accounts>\n")
+	respondListing(w, r, ser, xb.Bytes(), items)
+}
+
+// respondNames answers a text listing: a name a line, or 204 for none.
+func respondNames(w http.ResponseWriter, r *http.Request, names []string) {
+	if len(names) == 0 {
+		respond(w, r, http.StatusNoContent, wire.TextType, nil)
+		return
+	}
+	respond(w, r, http.StatusOK, wire.TextType, []byte(strings.Join(names, "\n")+"\n"))
+}
+
+// respondListing answers a JSON or XML listing (ser), both built side by
+// side by the view.
+func respondListing(w http.ResponseWriter, r *http.Request, ser string, xml []byte, items []any) {
 	if ser == "xml" {
-		respond(w, r, http.StatusOK, wire.XMLType, xb.Bytes())
+		respond(w, r, http.StatusOK, wire.XMLType, xml)
 		return
 	}
 	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(items))
@@ -769,11 +780,7 @@ func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string
 		return
 	}
 	if ser == "text" {
-		if len(names) == 0 {
-			respond(w, r, http.StatusNoContent, wire.TextType, nil)
-			return
-		}
-		respond(w, r, http.StatusOK, wire.TextType, []byte(strings.Join(names, "\n")+"\n"))
+		respondNames(w, r, names)
 		return
 	}
 	items := make([]any, 0, len(names))
@@ -801,11 +808,7 @@ func (s *Handler) accountGet(w http.ResponseWriter, r *http.Request, acct string
 		xb.WriteString("  </container>\n")
 	}
 	xb.WriteString("</account>\n")
-	if ser == "xml" {
-		respond(w, r, http.StatusOK, wire.XMLType, xb.Bytes())
-		return
-	}
-	respond(w, r, http.StatusOK, wire.JSONType, wire.PyJSON(items))
+	respondListing(w, r, ser, xb.Bytes(), items)
 }
 
 // writeXMLFields renders a listing item like the Pithos templates do: one
