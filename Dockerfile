@@ -2,7 +2,7 @@
 # imagesync: syncd (the daemon), syncctl (the operator CLI) and snf-sandbox
 # (the local Synnefo stand-in) in one small image.
 #
-#   docker build -t imagesync .
+#   docker build -t imagesync --build-arg VERSION=$(git describe --tags --always --dirty) .
 #   docker run --rm -v $PWD/configs/syncd.production.yaml:/etc/imagesync/syncd.yaml:ro \
 #       -v /srv/images:/srv/images:ro -v imagesync-state:/var/lib/imagesync \
 #       -e SYNCD_TOKEN_FILE=/run/secrets/syncd_token ... imagesync
@@ -18,8 +18,14 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# What --version prints. .git stays out of the build context, so the
+# toolchain has no VCS stamp to fall back on: pass it, as the Makefile does,
+#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) .
+ARG VERSION=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/syncd ./cmd/syncctl ./cmd/snf-sandbox
+    CGO_ENABLED=0 go build -trimpath \
+        -ldflags="-s -w ${VERSION:+-X github.com/imagesync/imagesync/internal/version.Version=${VERSION}}" \
+        -o /out/ ./cmd/syncd ./cmd/syncctl ./cmd/snf-sandbox
 
 # ---- runtime -----------------------------------------------------------------
 # debian:bookworm-slim rather than distroless: syncd talks HTTPS to the cloud
