@@ -18,8 +18,9 @@ import (
 //	  "user": "<account uuid>",
 //	  "images": [{"root", "rel_path", "path", "location": "pithos://…", "image_id",
 //	              "name", "public", "members": [..] | null,
-//	              "state": "in-sync"|"drifted"|"unregistered"|"error"|"orphan",
-//	              "changes": ["…"], "error": "", "task": "register:…", "outcome": ""}],
+//	              "state": "in-sync"|"drifted"|"unregistered"|"error"|"orphan"|"other-node",
+//	              "changes": ["…"], "error": "", "node": "<for other-node>",
+//	              "task": "register:…", "outcome": ""}],
 //	  "problems": ["<unreadable path>: <why>"],
 //	  "counts": {"in-sync": 3, "drifted": 1, …},
 //	  "enqueued": 1 }
@@ -32,7 +33,7 @@ import (
 //
 //	{ "user": "<account uuid>",
 //	  "images": [{"root", "rel_path", "path", "location", "image_id", "name", "public",
-//	              "members": [..] | null, "state", "changes": ["…"], "error": ""}],
+//	              "members": [..] | null, "state", "changes": ["…"], "error": "", "node"}],
 //	  "problems": ["…"], "counts": {"in-sync": 3, …} }
 type ImagesDoc struct {
 	User     string                  `json:"user"`
@@ -54,13 +55,14 @@ type ImageRow struct {
 	State    jobs.SweepState `json:"state"`
 	Changes  []string        `json:"changes"`
 	Error    string          `json:"error"`
+	Node     string          `json:"node,omitempty"`
 }
 
 func imagesDoc(rep *jobs.SweepReport) ImagesDoc {
 	doc := ImagesDoc{User: rep.User, Images: make([]ImageRow, len(rep.Images)), Problems: rep.Problems, Counts: rep.Counts}
 	for i, im := range rep.Images {
 		doc.Images[i] = ImageRow{Root: im.Root, RelPath: im.RelPath, Path: im.Path, Location: im.Location, ImageID: im.ImageID,
-			Name: im.Name, Public: im.Public, Members: im.Members, State: im.State, Changes: im.Changes, Error: im.Error}
+			Name: im.Name, Public: im.Public, Members: im.Members, State: im.State, Changes: im.Changes, Error: im.Error, Node: im.Node}
 	}
 	return doc
 }
@@ -112,8 +114,9 @@ func (a *app) imagesCommand() *cobra.Command {
 		Long: `List the images under the watch roots with their registration: image id,
 name, visibility, members, and whether Plankton holds what the templates and
 metafiles describe ("in-sync"), differs ("drifted", with what differs), has no
-registration yet ("unregistered"), or holds an image whose local file is gone
-("orphan"). Nothing is changed.
+registration yet ("unregistered"), holds an image whose local file is gone
+("orphan"), or one another node registered from its own files ("other-node").
+Nothing is changed.
 
 --filter KEY=VALUE (repeatable) keeps the images whose registration matches,
 with Plankton's list filters: ` + strings.Join(image.ListFilters(), ", ") + `
@@ -167,7 +170,7 @@ func parseListFlags(filters []string, sortBy string) (image.ListOptions, error) 
 	return o, nil
 }
 
-// sweep runs jobs.Sweep with this configuration. A dry run needs no Redis.
+// sweep runs jobs.Sweep with this configuration.
 func (a *app) sweep(cmd *cobra.Command, opts jobs.SweepOptions) (*jobs.SweepReport, error) {
 	cfg, session, err := a.session(cmd)
 	if err != nil {
@@ -177,12 +180,17 @@ func (a *app) sweep(cmd *cobra.Command, opts jobs.SweepOptions) (*jobs.SweepRepo
 		return nil, fmt.Errorf("no watch roots configured (watch: in %s)", orDash(cfg.Source))
 	}
 	deps := jobs.SweepDeps{Catalog: jobs.NewCatalog(cfg.Watch, cfg.Node), Session: session, Detector: detector(cfg)}
-	if !opts.DryRun {
-		conn, err := a.redis(cmd)
-		if err != nil {
-			return nil, err
+	// A dry run needs Redis only to tell the images other nodes registered
+	// from orphans.
+	conn, redisErr := a.redis(cmd)
+	switch {
+	case redisErr == nil:
+		deps.Redis = conn.Client
+		if !opts.DryRun {
+			deps.Enqueuer = jobs.NewEnqueuer(conn.Client, cfg.Node)
 		}
-		deps.Enqueuer = jobs.NewEnqueuer(conn.Client, cfg.Node)
+	case !opts.DryRun:
+		return nil, redisErr
 	}
 	rep, err := jobs.Sweep(cmd.Context(), deps, opts)
 	if err != nil {
@@ -190,6 +198,10 @@ func (a *app) sweep(cmd *cobra.Command, opts jobs.SweepOptions) (*jobs.SweepRepo
 			return nil, fmt.Errorf("%w (check cloud.token / cloud.token_file / SYNCD_TOKEN)", err)
 		}
 		return nil, err
+	}
+	if redisErr != nil && rep.Counts[jobs.SweepOrphan] > 0 {
+		fmt.Fprintf(a.stderr, "syncctl: note: Redis not reached (%s): the orphans may include images other nodes registered from their own files\n",
+			escapeText(redisErr.Error()))
 	}
 	return rep, nil
 }
@@ -263,8 +275,11 @@ func renderImages(rep *jobs.SweepReport) []byte {
 			if im.Error != "" {
 				what = im.Error
 			}
-			if im.State == jobs.SweepOrphan {
+			switch im.State {
+			case jobs.SweepOrphan:
 				what = "the local file is gone; the registration is left as it is"
+			case jobs.SweepOtherNode:
+				what = "registered by node " + im.Node + ", which has its file"
 			}
 			t.row(imageLabel(im), orDash(im.ImageID), orDash(im.Name), public, members, string(im.State), orDash(oneLine(what)))
 		}
@@ -283,7 +298,7 @@ func writeProblems(buf *bytes.Buffer, rep *jobs.SweepReport) {
 
 func sweepSummary(rep *jobs.SweepReport) string {
 	var parts []string
-	for _, s := range []jobs.SweepState{jobs.SweepInSync, jobs.SweepDrifted, jobs.SweepUnregistered, jobs.SweepOrphan, jobs.SweepError} {
+	for _, s := range []jobs.SweepState{jobs.SweepInSync, jobs.SweepDrifted, jobs.SweepUnregistered, jobs.SweepOrphan, jobs.SweepOtherNode, jobs.SweepError} {
 		if n := rep.Counts[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}

@@ -218,7 +218,7 @@ func Run(ctx context.Context, opts Options) error {
 		skipped: jobs.NewSkipped(conn.Client, cfg.Node, skippedTTL(cfg.Rescan.D())),
 		queues:  allQueues, failedOver: make(chan struct{}, 1), recoverySweepDelay: recoverySweepDelay,
 		sweep: func(ctx context.Context) error {
-			_, err := jobs.Sweep(ctx, jobs.SweepDeps{Catalog: catalog, Session: session, Enqueuer: enq, Log: log.Named("recovery")}, jobs.SweepOptions{})
+			_, err := jobs.Sweep(ctx, jobs.SweepDeps{Catalog: catalog, Session: session, Enqueuer: enq, Redis: conn.Client, Log: log.Named("recovery")}, jobs.SweepOptions{})
 			return err
 		}}
 	go func() {

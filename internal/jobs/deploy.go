@@ -118,7 +118,7 @@ type DeployWarning struct {
 
 // recordDeployWarnings keeps (or, with none, clears) the image's warnings
 // for syncctl status. Best effort: the registration is done either way.
-func recordDeployWarnings(ctx context.Context, rdb redis.UniversalClient, ref ImageRef, path, task string, warns []string) error {
+func recordDeployWarnings(ctx context.Context, rdb redis.Cmdable, ref ImageRef, path, task string, warns []string) error {
 	if rdb == nil {
 		return nil
 	}

@@ -80,7 +80,7 @@ func (w *Worker) handleRepublish(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 	rep, err := Sweep(ctx, SweepDeps{Catalog: w.d.Catalog, Session: w.d.Session, Enqueuer: w.d.Enqueuer,
-		Log: log, Now: w.d.Now, Detector: w.d.Detector}, SweepOptions{Force: p.Force, DryRun: p.DryRun, Scope: p.Scope})
+		Log: log, Now: w.d.Now, Detector: w.d.Detector, Redis: w.d.Redis}, SweepOptions{Force: p.Force, DryRun: p.DryRun, Scope: p.Scope})
 	if err != nil {
 		return asJobError("republish sweep", err)
 	}

@@ -134,8 +134,22 @@ func (w *Worker) handleRegister(ctx context.Context, t *asynq.Task) error {
 	for _, dw := range deployWarnings {
 		log.Warn("registered, but snf-image cannot deploy it as it is", zap.String("warning", dw))
 	}
-	if err := recordDeployWarnings(ctx, w.d.Redis, p.ImageRef, abs, taskID, deployWarnings); err != nil {
-		log.Warn("cannot record the deployability warnings for syncctl status", zap.Error(err))
+	if w.d.Redis != nil {
+		// Both are for syncctl, and go in one round trip; the registration
+		// is done either way.
+		node := ""
+		if !root.Shared {
+			node = w.d.Catalog.Node()
+		}
+		pipe := w.d.Redis.Pipeline()
+		err := recordDeployWarnings(ctx, pipe, p.ImageRef, abs, taskID, deployWarnings)
+		noteRegisteredBy(ctx, pipe, loc.String(), node)
+		if _, perr := pipe.Exec(ctx); err == nil {
+			err = perr
+		}
+		if err != nil {
+			log.Warn("cannot record the deployability warnings and the registering node for syncctl", zap.Error(err))
+		}
 	}
 
 	// Every POST resets the read permissions, so each registration gets its

@@ -66,8 +66,13 @@ func (w *Worker) handleUnregister(ctx context.Context, t *asynq.Task) error {
 		if err := st.Images.Unregister(ctx, img.ID); err != nil && !image.IsNotFound(err) {
 			return asJobError(what, err)
 		}
-		if err := recordDeployWarnings(ctx, w.d.Redis, p.ImageRef, abs, "", nil); err != nil {
-			log.Warn("cannot clear the image's deployability warnings", zap.Error(err))
+		if w.d.Redis != nil {
+			pipe := w.d.Redis.Pipeline()
+			_ = recordDeployWarnings(ctx, pipe, p.ImageRef, abs, "", nil)
+			noteRegisteredBy(ctx, pipe, loc.String(), "")
+			if _, err := pipe.Exec(ctx); err != nil {
+				log.Warn("cannot clear the image's deployability warnings and registering node", zap.Error(err))
+			}
 		}
 		log.Info("image file removed: image unregistered (its Pithos object is kept)", zap.String("image_id", img.ID))
 		w.resolved(ctx, p.ImageRef, log) // whatever failed about the file is moot

@@ -21,6 +21,7 @@ import (
 	"github.com/imagesync/imagesync/internal/cloud"
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/image"
+	"github.com/imagesync/imagesync/internal/location"
 	"github.com/imagesync/imagesync/internal/metrics"
 	"github.com/imagesync/imagesync/internal/pithos"
 	"github.com/imagesync/imagesync/internal/sandbox"
@@ -166,6 +167,16 @@ func (p *pipeline) image(name string) *image.Image {
 	return nil
 }
 
+// registeredBy is the node RegisteredByKey names for the image at rel, or
+// "" for none.
+func (p *pipeline) registeredBy(rel string) string {
+	p.t.Helper()
+	loc := location.Location{Account: p.state.UserUUID, Container: "images", Object: rel}.String()
+	by, err := RegisteredBy(p.ctx, p.rdb, []string{loc})
+	require.NoError(p.t, err)
+	return by[loc]
+}
+
 func TestPipelineUploadsRegistersPublishesAndUploadsTheMetafile(t *testing.T) {
 	p := newPipeline(t, sandbox.Config{}, "", config.Watch{})
 	p.write("sub/_template.meta", []byte(`{"is-public": true, "properties": {"OS": "debian", "Description": "{{.Name}} built {{.Dir}}"}}`))
@@ -184,6 +195,8 @@ func TestPipelineUploadsRegistersPublishesAndUploadsTheMetafile(t *testing.T) {
 	require.True(t, img.IsPublic)
 	require.Equal(t, prog.ObjectHash, img.Checksum, "the image's checksum is the uploaded Merkle hash")
 	require.Equal(t, map[string]string{"os": "debian", "description": "deb 12 #1% built sub"}, img.Properties)
+	require.Eventually(t, func() bool { return p.registeredBy("sub/deb 12 #1%.diskdump") == "n1" }, 10*time.Second, 20*time.Millisecond,
+		"the node that registered it is recorded")
 
 	// The metafile beside the object is the registered image, reusable
 	// as a template. It is written after the registration shows.
@@ -343,6 +356,8 @@ func TestUnregisterARemovedImageKeepsItsObject(t *testing.T) {
 	p.enqueue(req, err)
 	p.wait(req.Queue, req.ID, asynq.TaskStateCompleted)
 	require.Nil(t, p.image("gone.diskdump"), "unregistered")
+	require.Empty(t, p.registeredBy("gone.diskdump"), "no node registered it any more")
+	require.Equal(t, "n1", p.registeredBy("back.diskdump"))
 	_, err = p.state.Pithos.ObjectInfo(p.ctx, "images", "gone.diskdump", nil)
 	require.NoError(t, err, "the object stays")
 

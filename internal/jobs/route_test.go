@@ -233,5 +233,11 @@ func TestSharedRootUploadIgnoresTheDevice(t *testing.T) {
 	info := p.wait(up.Queue, up.ID, asynq.TaskStateCompleted)
 	pr, _ := DecodeProgress(info.Result)
 	assert.NotContains(t, pr.Note, "superseded")
-	require.Eventually(t, func() bool { return p.image("s.diskdump") != nil }, 20*time.Second, 20*time.Millisecond)
+	reg, err := p.catalog.RegisterRequest(f, pr.ObjectHash, "", "upload", false)
+	require.NoError(t, err)
+	p.wait(reg.Queue, reg.ID, asynq.TaskStateCompleted)
+	require.NotNil(t, p.image("s.diskdump"))
+	// Every node has a shared root's files: none is recorded as the one
+	// that has them (RegisteredByKey).
+	assert.Empty(t, p.registeredBy("s.diskdump"))
 }

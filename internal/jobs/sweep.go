@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/imagesync/imagesync/internal/cloud"
@@ -32,6 +33,9 @@ type SweepDeps struct {
 	// Detector inspects (or recalls) each image's disk, whose detected
 	// values are part of the desired metadata; nil inspects without a cache.
 	Detector *inspect.Detector
+	// Redis, if set, tells the images other nodes registered from their own
+	// files from orphans (RegisteredByKey).
+	Redis redis.UniversalClient
 }
 
 // SweepOptions select what the sweep does.
@@ -74,21 +78,23 @@ const (
 	SweepUnregistered SweepState = "unregistered" // the file has no registered image yet
 	SweepError        SweepState = "error"        // desired metadata cannot be built (e.g. an invalid metafile)
 	SweepOrphan       SweepState = "orphan"       // registered under a watch root's remote folder, but no local file
+	SweepOtherNode    SweepState = "other-node"   // no local file: another node registered it from its own
 )
 
 // SweepImage is one image in a SweepReport.
 type SweepImage struct {
-	Root     string     `json:"root"`     // watch root as configured; "" for orphans
-	RelPath  string     `json:"rel_path"` // "" for orphans
-	Path     string     `json:"path"`     // local file; "" for orphans
+	Root     string     `json:"root"`     // watch root as configured; "" for orphans and other-node
+	RelPath  string     `json:"rel_path"` // "" for orphans and other-node
+	Path     string     `json:"path"`     // local file; "" for orphans and other-node
 	Location string     `json:"location"` // pithos://account/container/object
 	ImageID  string     `json:"image_id"` // "" when unregistered
 	Name     string     `json:"name"`     // registered name, else the desired one
 	Public   bool       `json:"public"`   // registered visibility, else the desired one
 	Members  []string   `json:"members"`  // registered members when read, else null
 	State    SweepState `json:"state"`
-	Changes  []string   `json:"changes"` // what differs, for drifted images
-	Error    string     `json:"error"`   // for state "error"
+	Changes  []string   `json:"changes"`        // what differs, for drifted images
+	Error    string     `json:"error"`          // for state "error"
+	Node     string     `json:"node,omitempty"` // for state "other-node": the node that registered it
 	// Task is the task enqueued (or, in a dry run, that would be) for this
 	// image, and Outcome what Enqueue said (enqueued, queued, done, failed;
 	// "" in a dry run or when nothing was needed).
@@ -191,7 +197,7 @@ func Sweep(ctx context.Context, d SweepDeps, opts SweepOptions) (*SweepReport, e
 		}
 		listed = append(listed, img)
 	}
-	for _, o := range orphans(roots, byLoc, seen) {
+	for _, o := range d.attribute(ctx, orphans(roots, byLoc, seen)) {
 		rep.Images = append(rep.Images, o)
 		loc, _ := location.Parse(o.Location)
 		listed = append(listed, byLoc[loc])
@@ -377,6 +383,30 @@ func orphans(roots []config.Watch, byLoc map[location.Location]*image.Image, see
 	}
 	slices.SortFunc(out, func(a, b SweepImage) int { return strings.Compare(a.Location, b.Location) })
 	return out
+}
+
+// attribute marks the orphans another node registered from its own files
+// as SweepOtherNode: their files are on that node, not gone. Without Redis,
+// or when the record cannot be read, they stay orphans.
+func (d SweepDeps) attribute(ctx context.Context, orphans []SweepImage) []SweepImage {
+	if d.Redis == nil || len(orphans) == 0 {
+		return orphans
+	}
+	locs := make([]string, len(orphans))
+	for i, o := range orphans {
+		locs[i] = o.Location
+	}
+	by, err := RegisteredBy(ctx, d.Redis, locs)
+	if err != nil {
+		d.Log.Warn("cannot tell which node registered the images with no file here; they are listed as orphans", zap.Error(err))
+		return orphans
+	}
+	for i := range orphans {
+		if n := by[orphans[i].Location]; n != "" && n != d.Catalog.Node() {
+			orphans[i].State, orphans[i].Node = SweepOtherNode, n
+		}
+	}
+	return orphans
 }
 
 // DesiredMetadata builds the metadata an image should be registered with,

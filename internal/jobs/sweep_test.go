@@ -349,3 +349,57 @@ func sorted(s ...string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Nodes that write under one remote folder from files only each of them
+// has: a node's sweep lists the others' images as theirs, not as orphans.
+func TestSweepTellsOtherNodesImagesFromOrphans(t *testing.T) {
+	e := newSweepEnv(t, config.Watch{})
+	for _, n := range []string{"mine-gone", "theirs", "unknown", "shared"} {
+		e.write(n+".diskdump", "image "+n)
+	}
+	imgs := map[string]*image.Image{}
+	for _, n := range []string{"mine-gone", "theirs", "unknown", "shared"} {
+		imgs[n] = e.register(n + ".diskdump")
+		require.NoError(t, os.Remove(filepath.Join(e.root, n+".diskdump")))
+	}
+	loc := func(n string) string {
+		return location.Location{Account: e.state.UserUUID, Container: "images", Object: n + ".diskdump"}.String()
+	}
+	pipe := e.rdb.Pipeline()
+	noteRegisteredBy(e.ctx, pipe, loc("mine-gone"), "n1") // this node: its file is gone
+	noteRegisteredBy(e.ctx, pipe, loc("theirs"), "n2")
+	noteRegisteredBy(e.ctx, pipe, loc("shared"), "n2")
+	noteRegisteredBy(e.ctx, pipe, loc("shared"), "") // re-registered from a shared root
+	_, err := pipe.Exec(e.ctx)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name  string
+		redis bool
+		want  map[string]SweepState
+	}{
+		{"with the record", true, map[string]SweepState{"mine-gone": SweepOrphan, "theirs": SweepOtherNode, "unknown": SweepOrphan, "shared": SweepOrphan}},
+		{"without Redis", false, map[string]SweepState{"mine-gone": SweepOrphan, "theirs": SweepOrphan, "unknown": SweepOrphan, "shared": SweepOrphan}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.deps()
+			if tc.redis {
+				d.Redis = e.rdb
+			}
+			rep, err := Sweep(e.ctx, d, SweepOptions{DryRun: true})
+			require.NoError(t, err)
+			got := byRel(rep)
+			require.Len(t, got, len(tc.want))
+			for n, state := range tc.want {
+				im := got["orphan:"+loc(n)]
+				assert.Equal(t, state, im.State, n)
+				assert.Equal(t, imgs[n].ID, im.ImageID, n)
+				if state == SweepOtherNode {
+					assert.Equal(t, "n2", im.Node, n)
+				} else {
+					assert.Empty(t, im.Node, n)
+				}
+			}
+		})
+	}
+}

@@ -16,7 +16,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +195,21 @@ func (c *cluster) syncctl(name string, args ...string) (string, int) {
 		c.t.Logf("syncctl %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
 	}
 	return out.String(), code
+}
+
+// syncctlOn runs the syncctl binary as node name's host would: in the mount
+// namespace of that node's syncd, where it sees the node's own files.
+func (c *cluster) syncctlOn(name string, v any, args ...string) {
+	c.t.Helper()
+	n := c.nodes[name]
+	argv := append([]string{"-t", strconv.Itoa(n.proc.Pid()), "-m", "--", daemontest.BuildSyncctl(c.t), "--config", n.cfgPath}, args...)
+	cmd := exec.Command("nsenter", append(argv, "--json")...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(c.t, err, "syncctl %s on node %s: %s", strings.Join(args, " "), name, stderr.String())
+	require.NoError(c.t, json.Unmarshal(out, v), "%s", out)
 }
 
 func (c *cluster) syncctlJSON(name string, v any, args ...string) {

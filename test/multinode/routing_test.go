@@ -9,7 +9,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/imagesync/imagesync/internal/ctl"
 	"github.com/imagesync/imagesync/internal/daemon/daemontest"
+	"github.com/imagesync/imagesync/internal/jobs"
 )
 
 // TestNodesRegisterTheirOwnImages runs three syncd nodes (a, b, c) on one
@@ -43,6 +45,18 @@ func TestNodesRegisterTheirOwnImages(t *testing.T) {
 	defer insp.Close()
 	require.Empty(t, daemontest.Tasks(t, insp, daemontest.StateArchived), "archived tasks")
 	require.Empty(t, daemontest.Tasks(t, insp, daemontest.StateRetry), "tasks waiting to retry")
+
+	// What node a's operator sees: its own and the shared images in sync,
+	// and the other nodes' images under the same remote folder as theirs,
+	// not as orphans whose files are gone.
+	var doc ctl.ImagesDoc
+	c.syncctlOn("a", &doc, "images")
+	require.Equal(t, map[jobs.SweepState]int{jobs.SweepInSync: perNode + shared, jobs.SweepOtherNode: 2 * perNode}, doc.Counts)
+	for _, im := range doc.Images {
+		if im.State == jobs.SweepOtherNode {
+			require.Equal(t, want[im.Name], im.Node, "%s (%s)", im.Name, im.Location)
+		}
+	}
 }
 
 // idle reports whether no task is waiting or running in any queue.
