@@ -50,8 +50,9 @@ func isLoopback(a net.Addr) bool {
 }
 
 // checkFilesAtRest warns about files holding secrets that group or others
-// can read (config.SecretFiles; an error with strict_permissions), and about
-// a state directory others can look into.
+// can read (config.SecretFiles; an error with strict_permissions), about a
+// state directory others can look into, and about drop folders through
+// which others could hard-link files syncd can read (hardlinkWarnings).
 func checkFilesAtRest(cfg *config.Config, log *zap.Logger) error {
 	warnings, err := cfg.SecretFiles()
 	if err != nil {
@@ -64,6 +65,9 @@ func checkFilesAtRest(cfg *config.Config, log *zap.Logger) error {
 		if w := config.StateDirWarning(cfg.StateDir, st); w != "" {
 			log.Warn(w)
 		}
+	}
+	for _, w := range hardlinkWarnings(cfg.Watch, os.ReadFile) {
+		log.Warn(w)
 	}
 	return nil
 }
