@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,6 @@ func TestNodeDownDelaysOnlyItsOwnImages(t *testing.T) {
 	cloud, holds := daemontest.StartHoldableCloud(t, sandbox.Config{BlockSize: blockSize})
 	c := newCluster(t, cloud, "a", "b", "c")
 	c.fillNode("a", perNode, small)
-	c.fillNode("b", perNode, big)
 	c.fillNode("c", perNode, small)
 	c.fillShared(shared, small)
 	want := c.expected(perNode, shared)
@@ -43,36 +43,55 @@ func TestNodeDownDelaysOnlyItsOwnImages(t *testing.T) {
 
 	// b reaches the cloud as "localhost" (the sandbox names its endpoints
 	// after the Host it is asked by), so that its requests can be told
-	// apart. b starts alone, so that it takes shared uploads too: its first
-	// shared hashmap PUT is held, and then its block uploads after 8 more.
-	// b is then in the middle of its uploads and holds a shared task when it
-	// dies.
+	// apart. b starts alone, with only the shared images there, so that it
+	// takes shared uploads: its first shared hashmap PUT is held, and its
+	// other worker uploads the other shared images. Then b's own images
+	// appear, and its block uploads are held after 8 more. b is then in the
+	// middle of its own uploads and holds a shared task when it dies. (Had
+	// b's own images been there from the start, b could have uploaded all
+	// of them before its first shared one: its own queue weighs twice the
+	// shared one, and nothing else decides.)
 	b.cfg.Cloud.AuthURL = strings.Replace(b.cfg.Cloud.AuthURL, "127.0.0.1", "localhost", 1)
 	daemontest.WriteConfig(t, b.cfg, b.cfgPath)
 	fromB := func(r *http.Request) bool { return strings.HasPrefix(r.Host, "localhost:") }
-	heldShared, blocksPassed := false, 0
+	var heldShared, ownWritten atomic.Bool
+	blocksPassed := 0
 	sharedHold := holds.Before(func(r *http.Request) bool {
-		if heldShared || !fromB(r) || !daemontest.IsHashmapPut(r) || !strings.Contains(r.URL.Path, "/images/shared/") {
+		if heldShared.Load() || !fromB(r) || !daemontest.IsHashmapPut(r) || !strings.Contains(r.URL.Path, "/images/shared/") {
 			return false
 		}
-		heldShared = true
+		heldShared.Store(true)
 		return true
 	})
 	blockHold := holds.Before(func(r *http.Request) bool {
-		if !heldShared || !fromB(r) || !daemontest.IsBlockUpload(r) {
+		if !ownWritten.Load() || !fromB(r) || !daemontest.IsBlockUpload(r) {
 			return false
 		}
 		blocksPassed++
 		return blocksPassed > 8
 	})
 	c.start("b").WaitRunning(t, 60*time.Second)
-	for what, h := range map[string]*daemontest.Hold{"a shared upload": sharedHold, "its blocks": blockHold} {
+	waitHold := func(what string, h *daemontest.Hold) {
+		t.Helper()
 		select {
 		case <-h.Arrived():
 		case <-time.After(90 * time.Second):
 			t.Fatalf("b was not held sending %s", what)
 		}
 	}
+	waitHold("a shared upload", sharedHold)
+	daemontest.Eventually(t, 60*time.Second, "b to register the shared images but the held one", func() bool {
+		n := 0
+		for _, im := range daemontest.Images(t, cloud) {
+			if strings.HasPrefix(im.Name, "s-") {
+				n++
+			}
+		}
+		return n == shared-1
+	})
+	ownWritten.Store(true)
+	c.fillNode("b", perNode, big)
+	waitHold("its own blocks", blockHold)
 	c.start("a")
 	c.start("c")
 	c.nodes["a"].proc.WaitRunning(t, 60*time.Second)
