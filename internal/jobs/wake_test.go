@@ -120,7 +120,7 @@ func TestQueueWakerGatesAsynqDequeue(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 
 	// Let the server find the queue empty once, so that it is gated.
-	time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool { return waker.gatedEmpty(QueueDefault) }, 20*time.Second, time.Millisecond)
 
 	// Enqueued as if by a job: woken, and timed.
 	jobCtx := context.WithValue(context.Background(), jobTypeKey, TypeUpload)
@@ -136,6 +136,9 @@ func TestQueueWakerGatesAsynqDequeue(t *testing.T) {
 	}
 
 	// Enqueued by another process (a plain client): nothing wakes the waker.
+	// (Once the server has found the queue empty again since the wake: a
+	// poll still owed to that wake would rightly take it.)
+	require.Eventually(t, func() bool { return waker.gatedEmpty(QueueDefault) }, 20*time.Second, time.Millisecond)
 	plain := asynq.NewClientFromRedisClient(rdb)
 	_, err = plain.Enqueue(asynq.NewTask("test:job", nil), asynq.Queue(QueueDefault), asynq.TaskID("unwoken"))
 	require.NoError(t, err)
@@ -224,4 +227,14 @@ func TestHopLatency(t *testing.T) {
 	_, d, ok = hopLatency(h, 0, at.Add(-time.Second))
 	require.True(t, ok)
 	require.Zero(t, d, "clock steps never give a negative hop")
+}
+
+// gatedEmpty reports whether Redis last found queue empty with no wake
+// since: its dequeues are answered locally until the idle poll.
+func (w *QueueWaker) gatedEmpty(queue string) bool {
+	gen := w.gen.Load()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last, ok := w.queues[queue]
+	return ok && last.empty && last.gen == gen
 }
