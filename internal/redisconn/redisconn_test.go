@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -164,19 +165,7 @@ func TestSentinelFailoverFollowed(t *testing.T) {
 	assert.Equal(t, set.Master.Addr, master)
 	require.NoError(t, conn.Client.Set(ctx, "k", "before", 0).Err())
 
-	var mu sync.Mutex
-	var seen []Failover
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		conn.WatchFailovers(wctx, 200*time.Millisecond, func(f Failover) {
-			mu.Lock()
-			seen = append(seen, f)
-			mu.Unlock()
-		})
-	}()
-	defer func() { stop(); <-done }()
+	seen := watchFailovers(t, ctx, conn)
 	time.Sleep(500 * time.Millisecond) // let it learn the current master
 
 	// Wait until the replica has the key, so the test does not depend on
@@ -185,14 +174,8 @@ func TestSentinelFailoverFollowed(t *testing.T) {
 	require.Eventually(t, func() bool { return replica.Get(ctx, "k").Val() == "before" }, 10*time.Second, 20*time.Millisecond)
 	set.Master.Kill()
 
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) > 0
-	}, 60*time.Second, 50*time.Millisecond, "no failover reported")
-	mu.Lock()
-	assert.Equal(t, Failover{Master: "imagesync", Old: set.Master.Addr, New: set.Replica.Addr}, seen[0])
-	mu.Unlock()
+	require.Eventually(t, func() bool { return len(seen()) > 0 }, 60*time.Second, 50*time.Millisecond, "no failover reported")
+	assert.Equal(t, Failover{Master: "imagesync", Old: set.Master.Addr, New: set.Replica.Addr}, seen()[0])
 
 	// The same client now writes to the promoted replica.
 	require.Eventually(t, func() bool { return conn.Client.Set(ctx, "k", "after", 0).Err() == nil }, 30*time.Second, 100*time.Millisecond)
@@ -301,30 +284,12 @@ func TestClusterFailoverFollowed(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 
-	var mu sync.Mutex
-	var seen []Failover
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		conn.WatchFailovers(wctx, 200*time.Millisecond, func(f Failover) {
-			mu.Lock()
-			seen = append(seen, f)
-			mu.Unlock()
-		})
-	}()
-	defer func() { stop(); <-done }()
+	seen := watchFailovers(t, ctx, conn)
 	time.Sleep(500 * time.Millisecond) // let it read the slot map once
 
 	nodes[0].Kill()
-	require.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(seen) > 0
-	}, 60*time.Second, 100*time.Millisecond, "no failover reported")
-	mu.Lock()
-	assert.Equal(t, []Failover{{Master: "slots 0-5460", Old: nodes[0].Addr, New: replica.Addr}}, seen)
-	mu.Unlock()
+	require.Eventually(t, func() bool { return len(seen()) > 0 }, 60*time.Second, 100*time.Millisecond, "no failover reported")
+	assert.Equal(t, []Failover{{Master: "slots 0-5460", Old: nodes[0].Addr, New: replica.Addr}}, seen())
 	// "{a}" hashes to slot 15495... pick a key in 0-5460: "{b}" is 3300.
 	slot, err := conn.Client.ClusterKeySlot(ctx, "{b}").Result()
 	require.NoError(t, err)
@@ -337,4 +302,28 @@ func TestClusterFailoverFollowed(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	assert.Equal(t, "after", replica.Client(t).Do(ctx, "GET", "{b}").Val())
+}
+
+// watchFailovers runs conn.WatchFailovers until the test ends and returns
+// what it has reported so far.
+func watchFailovers(t *testing.T, ctx context.Context, conn *Conn) (seen func() []Failover) {
+	t.Helper()
+	var mu sync.Mutex
+	var got []Failover
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn.WatchFailovers(wctx, 200*time.Millisecond, func(f Failover) {
+			mu.Lock()
+			got = append(got, f)
+			mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	return func() []Failover {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
 }
