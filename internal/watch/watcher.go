@@ -168,36 +168,15 @@ func (w *Watcher) Events() <-chan Event { return w.events }
 // without it, only changes are reported, as in a periodic rescan. It waits
 // for Run to start, and fails once Run has returned.
 func (w *Watcher) ForceRescan(ctx context.Context, emitAll bool) error {
-	req := request{rescan: true, emitAll: emitAll, reply: make(chan []ImageReady, 1)}
-	if err := w.send(ctx, req); err != nil {
-		return err
-	}
-	select {
-	case <-req.reply:
-		return nil
-	case <-w.done:
-		return errStopped
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	_, err := w.ask(ctx, request{rescan: true, emitAll: emitAll})
+	return err
 }
 
 // Snapshot returns every image that is reported as ready and has not changed
 // since (one being rewritten will be reported when it settles again), sorted
 // by root then path, as of the watcher's last look.
 func (w *Watcher) Snapshot(ctx context.Context) ([]ImageReady, error) {
-	req := request{reply: make(chan []ImageReady, 1)}
-	if err := w.send(ctx, req); err != nil {
-		return nil, err
-	}
-	select {
-	case imgs := <-req.reply:
-		return imgs, nil
-	case <-w.done:
-		return nil, errStopped
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return w.ask(ctx, request{})
 }
 
 // Affected is Snapshot narrowed to the images a metafile change affects:
@@ -205,9 +184,21 @@ func (w *Watcher) Snapshot(ctx context.Context) ([]ImageReady, error) {
 // with their metafiles costs each metafile event a map lookup rather than a
 // listing of every image.
 func (w *Watcher) Affected(ctx context.Context, m MetaChanged) ([]ImageReady, error) {
-	req := request{affects: &m, reply: make(chan []ImageReady, 1)}
-	if err := w.send(ctx, req); err != nil {
-		return nil, err
+	return w.ask(ctx, request{affects: &m})
+}
+
+var errStopped = errors.New("watch: watcher is not running")
+
+// ask hands req to Run's goroutine, which owns all state, and waits for its
+// answer (a rescan closes the reply with none).
+func (w *Watcher) ask(ctx context.Context, req request) ([]ImageReady, error) {
+	req.reply = make(chan []ImageReady, 1)
+	select {
+	case w.reqs <- req:
+	case <-w.done:
+		return nil, errStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	select {
 	case imgs := <-req.reply:
@@ -216,19 +207,6 @@ func (w *Watcher) Affected(ctx context.Context, m MetaChanged) ([]ImageReady, er
 		return nil, errStopped
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	}
-}
-
-var errStopped = errors.New("watch: watcher is not running")
-
-func (w *Watcher) send(ctx context.Context, req request) error {
-	select {
-	case w.reqs <- req:
-		return nil
-	case <-w.done:
-		return errStopped
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
