@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"bytes"
-	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/imagesync/imagesync/internal/config"
 	"github.com/imagesync/imagesync/internal/sandbox"
 	"github.com/imagesync/imagesync/internal/sandbox/sandboxtest"
+	"github.com/imagesync/imagesync/internal/watch/watchtest"
 )
 
 // Tests of the drop folder as a trust boundary (issue 13): what a person
@@ -39,25 +39,6 @@ func sandboxHolds(t *testing.T, dataDir string, marker []byte) bool {
 		return nil
 	}))
 	return found
-}
-
-// openProbe reports whether anything opened or read path since it was set
-// (inotify IN_OPEN, IN_ACCESS).
-func openProbe(t *testing.T, path string) func() bool {
-	t.Helper()
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	_, err = syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN|syscall.IN_ACCESS)
-	require.NoError(t, err)
-	return func() bool {
-		buf := make([]byte, 4096)
-		n, err := syscall.Read(fd, buf)
-		if err != nil && !errors.Is(err, syscall.EAGAIN) {
-			t.Fatalf("inotify read: %v", err)
-		}
-		return n > 0
-	}
 }
 
 func marker(name string) []byte {
@@ -108,7 +89,7 @@ func TestALinkOutsideTheRootsIsNotUploadedWhileOneInsideIs(t *testing.T) {
 	require.NoError(t, err)
 	st := fi.Sys().(*syscall.Stat_t)
 	evil := FileFacts{Root: p.root, RelPath: "evil.diskdump", Size: fi.Size(), ModTime: fi.ModTime(), Dev: st.Dev, Inode: st.Ino}
-	probe := openProbe(t, outside)
+	probe := watchtest.OpenProbe(t, outside)
 	up, err = p.catalog.UploadRequest(evil, false)
 	p.enqueue(up, err)
 	info := p.wait(up.Queue, up.ID, asynq.TaskStateArchived)
@@ -152,7 +133,7 @@ func TestALinkSwappedAfterTheCheckNeverLeaksTheNewTarget(t *testing.T) {
 			require.NoError(t, err)
 
 			tc.swap(t, p.root, link, secret)
-			probe := openProbe(t, secret)
+			probe := watchtest.OpenProbe(t, secret)
 			up, err := p.catalog.UploadRequest(f, false)
 			p.enqueue(up, err)
 			require.Eventually(t, func() bool {
@@ -281,7 +262,7 @@ func TestAnOversizedMetafileIsRefusedUnread(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, mf.Truncate(50<<20)) // sparse: 50 MiB of zeros
 	require.NoError(t, mf.Close())
-	probe := openProbe(t, meta)
+	probe := watchtest.OpenProbe(t, meta)
 
 	up, err := p.catalog.UploadRequest(f, false)
 	p.enqueue(up, err)
@@ -293,15 +274,10 @@ func TestAnOversizedMetafileIsRefusedUnread(t *testing.T) {
 	assert.Nil(t, p.image("a.diskdump"))
 	assert.True(t, probe(), "opened, to be measured")
 	// IN_ACCESS is raised by a read; opening is not reading.
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK)
-	require.NoError(t, err)
-	defer syscall.Close(fd)
-	_, err = syscall.InotifyAddWatch(fd, meta, syscall.IN_ACCESS)
-	require.NoError(t, err)
+	read := watchtest.Probe(t, meta, syscall.IN_ACCESS)
 	_, err = p.catalog.MetaFingerprint(reg.Payload.(RegisterPayload).ImageRef)
 	require.NoError(t, err)
 	_, err = DesiredMetadata(p.catalog, reg.Payload.(RegisterPayload).ImageRef, time.Now(), nil)
 	require.ErrorContains(t, err, "it was not read")
-	n, _ := syscall.Read(fd, make([]byte, 4096))
-	assert.LessOrEqual(t, n, 0, "the oversized metafile was read")
+	assert.False(t, read(), "the oversized metafile was read")
 }

@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -10,27 +9,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// openProbe reports whether anything opened or read path since the probe
-// was set: inotify's IN_OPEN and IN_ACCESS see every open, including one
-// that fails no check of ours.
-func openProbe(t *testing.T, path string) func() bool {
-	t.Helper()
-	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = syscall.Close(fd) })
-	_, err = syscall.InotifyAddWatch(fd, path, syscall.IN_OPEN|syscall.IN_ACCESS)
-	require.NoError(t, err)
-	return func() bool {
-		buf := make([]byte, 4096)
-		n, err := syscall.Read(fd, buf)
-		if err != nil && !errors.Is(err, syscall.EAGAIN) {
-			t.Fatalf("inotify read: %v", err)
-		}
-		return n > 0
-	}
-}
+	"github.com/imagesync/imagesync/internal/watch/watchtest"
+)
 
 func oneTree(t *testing.T, dir string, links LinkPolicy) *Tree {
 	t.Helper()
@@ -42,7 +23,7 @@ func oneTree(t *testing.T, dir string, links LinkPolicy) *Tree {
 func TestOpenProbeSeesOpens(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
 	write(t, p, "x")
-	opened := openProbe(t, p)
+	opened := watchtest.OpenProbe(t, p)
 	assert.False(t, opened())
 	f, err := os.Open(p)
 	require.NoError(t, err)
@@ -161,7 +142,7 @@ func TestOpenReadsOnlyTheCheckedFile(t *testing.T) {
 			e := tr.Lstat(tc.rel)
 			require.True(t, e.Usable(), "%+v", e)
 			want := e.ID()
-			probes := []func() bool{openProbe(t, secret), openProbe(t, filepath.Join(outside, "dir", "x.diskdump"))}
+			probes := []func() bool{watchtest.OpenProbe(t, secret), watchtest.OpenProbe(t, filepath.Join(outside, "dir", "x.diskdump"))}
 			if tc.hook {
 				tr.beforeOpen = tc.swap
 			} else {
