@@ -35,6 +35,19 @@ type DownloadOptions struct {
 	ProgressInterval time.Duration
 }
 
+func (o DownloadOptions) withDefaults() DownloadOptions {
+	if o.BlockConcurrency <= 0 {
+		o.BlockConcurrency = defaultBlockConcurrency
+	}
+	if o.HashWorkers <= 0 {
+		o.HashWorkers = defaultHashWorkers()
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = defaultProgressInterval
+	}
+	return o
+}
+
 // DownloadResult describes a finished download.
 type DownloadResult struct {
 	// Hash is the object's Merkle hash, checked against its hashmap.
@@ -70,15 +83,7 @@ func (c *Client) Download(ctx context.Context, container, object string, dst io.
 
 func (c *Client) download(ctx context.Context, container, object string, dst io.WriterAt, opts DownloadOptions) (*DownloadResult, error) {
 	start := time.Now()
-	if opts.BlockConcurrency <= 0 {
-		opts.BlockConcurrency = 8
-	}
-	if opts.HashWorkers <= 0 {
-		opts.HashWorkers = defaultHashWorkers()
-	}
-	if opts.ProgressInterval <= 0 {
-		opts.ProgressInterval = 250 * time.Millisecond
-	}
+	opts = opts.withDefaults()
 	hm, sums, root, err := c.checkedHashmap(ctx, container, object, opts.Version)
 	if err != nil {
 		return nil, err
@@ -291,12 +296,7 @@ func (c *Client) Verify(ctx context.Context, container, object string, local io.
 }
 
 func (c *Client) verify(ctx context.Context, container, object string, local io.ReaderAt, localSize int64, opts DownloadOptions) (*VerifyResult, error) {
-	if opts.HashWorkers <= 0 {
-		opts.HashWorkers = defaultHashWorkers()
-	}
-	if opts.ProgressInterval <= 0 {
-		opts.ProgressInterval = 250 * time.Millisecond
-	}
+	opts = opts.withDefaults()
 	hm, sums, root, err := c.checkedHashmap(ctx, container, object, opts.Version)
 	if err != nil {
 		return nil, err

@@ -91,15 +91,21 @@ type UploadOptions struct {
 	SkipIfUnchanged bool
 }
 
+// Defaults shared by uploads and downloads.
+const (
+	defaultBlockConcurrency = 8
+	defaultProgressInterval = 250 * time.Millisecond
+)
+
 func (o UploadOptions) withDefaults() UploadOptions {
 	if o.BlockConcurrency <= 0 {
-		o.BlockConcurrency = 8
+		o.BlockConcurrency = defaultBlockConcurrency
 	}
 	if o.HashWorkers <= 0 {
 		o.HashWorkers = defaultHashWorkers()
 	}
 	if o.ProgressInterval <= 0 {
-		o.ProgressInterval = 250 * time.Millisecond
+		o.ProgressInterval = defaultProgressInterval
 	}
 	if o.MaxRounds <= 0 {
 		o.MaxRounds = 3
