@@ -136,6 +136,9 @@ func (e *Enqueuer) enqueue(ctx context.Context, r Request) (Outcome, error) {
 			if errors.Is(ierr, asynq.ErrTaskNotFound) {
 				continue // it finished and expired between the two calls
 			}
+			if stub, serr := e.dropStub(ctx, r); serr == nil && stub {
+				continue // the id is free now
+			}
 			return "", fmt.Errorf("inspect %s %s: %w", r.Type, r.ID, ierr)
 		}
 		switch info.State {
@@ -163,6 +166,21 @@ func (e *Enqueuer) enqueue(ctx context.Context, r Request) (Outcome, error) {
 		}
 	}
 	return "", fmt.Errorf("enqueue %s %s: task id stayed taken", r.Type, r.ID)
+}
+
+// dropStubScript deletes a task hash that holds no task message. asynq
+// writes a task's message and state together, in one script; a hash without
+// them is what a job's late result write (HSET result, asynq's
+// ResultWriter) leaves on a new master that never had the task, after a
+// failover lost it. The stub takes the id: asynq refuses to enqueue it and
+// cannot inspect it.
+var dropStubScript = redis.NewScript(`if redis.call("EXISTS", KEYS[1]) == 1 and redis.call("HEXISTS", KEYS[1], "msg") == 0 then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// dropStub deletes r's task hash if it is such a stub, and says whether it
+// did. The key is asynq v0.26's task key (asynq:{queue}:t:id).
+func (e *Enqueuer) dropStub(ctx context.Context, r Request) (bool, error) {
+	n, err := dropStubScript.Run(ctx, e.rdb, []string{"asynq:{" + r.Queue + "}:t:" + r.ID}).Int()
+	return n == 1, err
 }
 
 // Task headers that time the hop from one job to the next (see hopLatency).
